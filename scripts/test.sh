@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# The test command: sets up .venv if needed, checks lint, runs the test suite.
+# Extra arguments go to pytest (e.g. `bash scripts/test.sh -m slow`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/python -m pytest -q "$@"

@@ -1,0 +1,264 @@
+"""The ``earthvlm`` command.
+
+Each command is a thin typed wrapper over the library: parse arguments, call, print.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from earthvlm import __version__
+
+app = typer.Typer(
+    name="earthvlm",
+    help="Remote-sensing vision-language models that know the ground sampling distance.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+records_app = typer.Typer(help="Check and inspect JSONL record files.", no_args_is_help=True)
+app.add_typer(records_app, name="records")
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _quiet_gdal() -> None:
+    from rasterio.errors import NotGeoreferencedWarning
+
+    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+
+
+def _fmt(v: float | None) -> str:
+    from earthvlm.scale.gsd import format_m
+
+    return "-" if v is None else format_m(v)
+
+
+def _gsd_rows(paths: list[Path], verify: bool) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Resolve each path; every path is counted as ok, skipped or failed."""
+    from earthvlm.errors import EarthVLMError, RasterError
+    from earthvlm.geo.raster import open_raster, read_pixels, sniff_driver
+    from earthvlm.scale.resolve import resolve_file
+    from earthvlm.scale.tiers import tier_of
+
+    counts = {"ok": 0, "skipped": 0, "failed": 0}
+    rows: list[dict[str, Any]] = []
+    for p in paths:
+        row: dict[str, Any] = {"path": str(p)}
+        if p.is_file() and p.suffix.lower() != ".txt":
+            try:
+                sniff_driver(p)
+            except RasterError as e:
+                row.update(status="skipped", error=str(e))
+                counts["skipped"] += 1
+                rows.append(row)
+                continue
+        try:
+            res = resolve_file(p, allow_vrt=True)
+        except EarthVLMError as e:
+            row.update(status="failed", error=str(e))
+            counts["failed"] += 1
+            rows.append(row)
+            continue
+        g = res.gsd
+        tier = tier_of(g)
+        row.update(
+            status="ok",
+            gsd=g.to_dict(),
+            gsd_m=g.point_m if g.is_known else None,
+            x_m=res.georef.x_m if res.georef else None,
+            y_m=res.georef.y_m if res.georef else None,
+            tier=tier.value if tier else None,
+            source=res.decided_by,
+            detail=g.detail,
+        )
+        if verify and p.suffix.lower() != ".txt":
+            try:
+                with open_raster(p, allow_vrt=True) as ds:
+                    read_pixels(ds, max_pixels=1 << 28)
+                row["pixels"] = "ok"
+            except RasterError as e:
+                row.update(status="failed", pixels="unreadable", error=str(e))
+        counts[row["status"]] += 1
+        rows.append(row)
+    return rows, counts
+
+
+@app.command()
+def gsd(
+    paths: Annotated[list[Path], typer.Argument(help="Rasters or DOTA label files.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON lines.")] = False,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Also decode the pixels (finds corrupt tiles).")
+    ] = False,
+) -> None:
+    """Resolve the ground sampling distance of files: georeferencing, names, headers.
+
+    A file that cannot be read gets its own error row; the others still print. Exit
+    code 1 if any file failed.
+    """
+    _quiet_gdal()
+    rows, counts = _gsd_rows(paths, verify)
+    if as_json:
+        for row in rows:
+            sys.stdout.write(json.dumps(row) + "\n")
+    else:
+        table = Table(title="Ground sampling distance", show_lines=False)
+        for col in ("path", "GSD x", "GSD y", "GSD", "tier", "source", "note"):
+            table.add_column(col, overflow="fold")
+        for row in rows:
+            if row["status"] == "ok" or "gsd" in row:
+                note = row.get("error") or row.get("detail", "")
+                table.add_row(
+                    row["path"], _fmt(row.get("x_m")), _fmt(row.get("y_m")),
+                    _fmt(row.get("gsd_m")) if row.get("gsd_m") else "unknown",
+                    row.get("tier") or "-", row["source"], note,
+                )  # fmt: skip
+            else:
+                label = "[yellow]skipped[/]" if row["status"] == "skipped" else "[red]error[/]"
+                table.add_row(row["path"], "-", "-", label, "-", "-", row["error"])
+        console.print(table)
+        console.print(
+            f"{len(rows)} file(s): ok {counts['ok']}, skipped {counts['skipped']}, "
+            f"failed {counts['failed']}"
+        )
+    if counts["failed"]:
+        raise typer.Exit(1)
+
+
+@records_app.command("check")
+def records_check(
+    path: Annotated[Path, typer.Argument(help="A JSONL file of records.")],
+    root: Annotated[
+        Path | None, typer.Option(help="Dataset root: image paths must stay inside it.")
+    ] = None,
+    must_exist: Annotated[bool, typer.Option(help="Require image files to exist.")] = False,
+) -> None:
+    """Validate a JSONL file of records; bad rows go to a quarantine file."""
+    from earthvlm.data.jsonl import read_records
+    from earthvlm.errors import RecordError
+
+    try:
+        rs = read_records(path, root=root, must_exist=must_exist)
+    except RecordError as e:
+        err_console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(2) from None
+    console.print(rs.ledger.summary())
+    for prob in rs.problems[:20]:
+        console.print(f"  line {prob['line']}: {prob['reason']}: {prob['detail']}")
+    if rs.quarantine_path:
+        console.print(f"quarantined rows written to {rs.quarantine_path}")
+        raise typer.Exit(1)
+
+
+@app.command()
+def quickstart(
+    out: Annotated[
+        Path, typer.Option(help="Run folder for generated files and the report.")
+    ] = Path("runs/quickstart"),
+    shared: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of real rasters to resolve too (default: ../shared/data/rasters)."
+        ),
+    ] = None,
+) -> None:
+    """The main job on the embedded default: resolve the GSD of generated GeoTIFFs with
+    known truths and of the real rasters beside the project, and print the tables."""
+    from earthvlm.scale.examples import write_georef_examples
+    from earthvlm.scale.resolve import resolve_gsd
+
+    _quiet_gdal()
+    t0 = time.perf_counter()
+    out.mkdir(parents=True, exist_ok=True)
+    examples = write_georef_examples(out / "georef_examples")
+    table = Table(title="Generated GeoTIFFs: resolved GSD vs analytic truth")
+    for col in ("case", "file", "truth x/y", "resolved x/y", "GSD", "source", "check"):
+        table.add_column(col)
+    report: dict[str, Any] = {"version": __version__, "python": platform.python_version()}
+    results = []
+    n_ok = 0
+    for ex in examples:
+        res = resolve_gsd(ex.path)
+        g, geo = res.gsd, res.georef
+        if ex.expected_m is None:
+            good = not g.is_known
+        elif geo is not None and geo.x_m is not None and geo.y_m is not None:
+            good = math.isclose(geo.x_m, ex.expected_x_m, rel_tol=1e-3) and math.isclose(
+                geo.y_m, ex.expected_y_m, rel_tol=1e-3
+            )
+        else:
+            good = g.is_known and math.isclose(g.point_m, ex.expected_m, rel_tol=1e-3)
+        n_ok += good
+        truth = (
+            "unknown"
+            if ex.expected_m is None
+            else f"{_fmt(ex.expected_x_m)} / {_fmt(ex.expected_y_m)}"
+        )
+        got = f"{_fmt(geo.x_m)} / {_fmt(geo.y_m)}" if geo and geo.x_m else "-"
+        table.add_row(
+            ex.name, ex.path.name, truth, got, str(g), res.decided_by,
+            "[green]ok[/]" if good else "[red]MISMATCH[/]",
+        )  # fmt: skip
+        results.append(
+            {"case": ex.name, "file": ex.path.name, "expected_m": ex.expected_m,
+             "gsd": g.to_dict(), "decided_by": res.decided_by, "ok": good}
+        )  # fmt: skip
+    console.print(table)
+    report["generated"] = results
+
+    shared_dir = (
+        shared or Path(__file__).resolve().parents[3].parent / "shared" / "data" / "rasters"
+    )
+    if not shared_dir.is_dir():
+        shared_dir = Path("../shared/data/rasters")
+    if shared_dir.is_dir():
+        paths = sorted(p for p in shared_dir.iterdir() if p.is_file() and p.suffix != ".md")
+        rows, counts = _gsd_rows(paths, verify=True)
+        t2 = Table(title=f"Real rasters in {shared_dir}")
+        for col in ("file", "GSD x", "GSD y", "GSD", "tier", "source", "pixels / note"):
+            t2.add_column(col, overflow="fold")
+        for row in rows:
+            note = row.get("error") or row.get("detail", "")
+            t2.add_row(
+                Path(row["path"]).name, _fmt(row.get("x_m")), _fmt(row.get("y_m")),
+                _fmt(row.get("gsd_m")) if row.get("gsd_m") else "unknown",
+                row.get("tier") or "-", row.get("source", "-"),
+                (f"{row.get('pixels', '-')}: " if "pixels" in row else "") + note,
+            )  # fmt: skip
+        console.print(t2)
+        report["shared"] = rows
+        report["shared_counts"] = counts
+    else:
+        console.print(f"[yellow]no real rasters at {shared_dir}; skipped that table[/]")
+    report["seconds"] = round(time.perf_counter() - t0, 3)
+    from earthvlm.io import atomic_write_text
+
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2) + "\n")
+    console.print(
+        f"{n_ok}/{len(examples)} generated cases match their analytic truth; "
+        f"report: {out / 'report.json'}"
+    )
+    if n_ok != len(examples):
+        raise typer.Exit(1)
+
+
+@app.command()
+def version() -> None:
+    """Print the package version."""
+    console.print(f"earthvlm {__version__}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

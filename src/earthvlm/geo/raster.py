@@ -1,0 +1,209 @@
+"""Opening rasters safely, and reading their pixels with errors that name the file.
+
+GDAL (under rasterio) opens far more than images: a VRT is XML that may be named
+``.tif`` and can read any local file or fetch a URL. Data from a dataset must not be
+able to do that (see the project's notes on untrusted inputs). So :func:`open_raster`
+
+* refuses URLs, GDAL virtual paths (``/vsi...``) and anything that is not a local file;
+* sniffs the file's magic bytes and opens it with that format's driver only;
+* accepts a VRT only when the caller asks (``allow_vrt=True``, e.g. a path a person
+  typed) and only if every source it references stays inside the VRT's own folder;
+* checks dimensions and band count right after opening (huge sizes in a tiny file are
+  refused before any pixel is decoded).
+
+Corrupt tiled GeoTIFFs often open fine and fail only when a tile is read: the header
+(and hence the georeferencing) stays usable, while :func:`read_pixels` raises a
+:class:`~earthvlm.errors.RasterError` naming the file.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from rasterio.errors import RasterioError
+from rasterio.windows import Window
+
+from earthvlm.errors import RasterError
+
+#: Largest width or height accepted on open. The largest public RS scenes are ~30k px a
+#: side; 2^20 leaves room for mosaics while refusing absurd headers.
+MAX_SIDE_PX = 1 << 20
+#: Most bands accepted (hyperspectral cubes reach a few hundred).
+MAX_BANDS = 1024
+#: Default pixel budget for a full (non-windowed) decode: the Pillow bomb threshold.
+DEFAULT_MAX_READ_PIXELS = 89_478_485
+
+_URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+
+# (magic prefix, GDAL driver). BigTIFF and both byte orders of TIFF.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"II*\x00", "GTiff"),
+    (b"MM\x00*", "GTiff"),
+    (b"II+\x00", "GTiff"),
+    (b"MM\x00+", "GTiff"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x00\x00\x00\x0cjP  \r\n\x87\n", "JP2OpenJPEG"),
+    (b"\xff\x4f\xff\x51", "JP2OpenJPEG"),
+    (b"NITF", "NITF"),
+)
+
+
+def check_local_path(path: str | Path) -> Path:
+    """Refuse URLs and GDAL virtual paths; return the path if it is an existing file.
+
+    Raises:
+        RasterError: For a URL, a ``/vsi...`` path, or a path that is not a regular file.
+    """
+    s = str(path)
+    if "\x00" in s:
+        raise RasterError(f"{s!r}: path contains a NUL byte")
+    if _URL.match(s) or s.startswith(("/vsi", "vsi")):
+        raise RasterError(
+            f"{s}: URLs and GDAL virtual paths are refused; download the file and pass a "
+            "local path."
+        )
+    p = Path(s)
+    if not p.exists():
+        raise RasterError(f"{p}: no such file")
+    if not p.is_file():
+        raise RasterError(f"{p}: not a regular file")
+    return p
+
+
+def sniff_driver(path: Path) -> str:
+    """The GDAL driver for a file, from its first bytes (``VRT`` for VRT XML).
+
+    Raises:
+        RasterError: If the bytes match no supported raster format.
+    """
+    with open(path, "rb") as f:
+        head = f.read(512)
+    for magic, driver in _MAGIC:
+        if head.startswith(magic):
+            return driver
+    text = head.lstrip()
+    if text.startswith(b"<VRTDataset") or (text.startswith(b"<?xml") and b"<VRTDataset" in text):
+        return "VRT"
+    raise RasterError(
+        f"{path}: not a supported raster (GeoTIFF, PNG, JPEG, JPEG 2000, NITF); "
+        f"first bytes {head[:8]!r}"
+    )
+
+
+def check_vrt_sources(path: Path) -> None:
+    """Refuse a VRT that reads anything outside its own folder (or any URL / ``/vsi`` path).
+
+    Raises:
+        RasterError: Naming the offending source.
+    """
+    try:
+        root = ET.parse(path).getroot()
+    except ET.ParseError as e:
+        raise RasterError(f"{path}: VRT is not valid XML ({e})") from None
+    base = path.resolve().parent
+    for el in root.iter():
+        if el.get("subClass") is not None:
+            # derived (pixel functions, Python code) and warped VRTs: not needed, refused
+            raise RasterError(
+                f"{path}: VRT element {el.tag} subClass={el.get('subClass')!r} is refused; "
+                "only simple source VRTs are accepted."
+            )
+        if el.tag != "SourceFilename":
+            continue
+        text = (el.text or "").strip()
+        if _URL.match(text) or text.startswith(("/vsi", "vsi")):
+            raise RasterError(f"{path}: VRT source {text!r} is a URL or virtual path; refused")
+        target = (base / text) if el.get("relativeToVRT", "0") == "1" else Path(text)
+        if not target.resolve().is_relative_to(base):
+            raise RasterError(
+                f"{path}: VRT source {text!r} lies outside the VRT's folder {base}; refused "
+                "(a VRT from a dataset must not read arbitrary files)."
+            )
+
+
+@contextmanager
+def open_raster(
+    path: str | Path, *, allow_vrt: bool = False
+) -> Iterator[rasterio.io.DatasetReader]:
+    """Open a raster for reading, with the safety checks described in the module docstring.
+
+    Args:
+        path: A local file path.
+        allow_vrt: Accept a VRT whose sources stay inside its folder. Leave False for
+            paths that come from datasets.
+
+    Yields:
+        The open rasterio dataset.
+
+    Raises:
+        RasterError: If the file is refused or cannot be opened; the message names it.
+    """
+    p = check_local_path(path)
+    driver = sniff_driver(p)
+    if driver == "VRT":
+        if not allow_vrt:
+            raise RasterError(
+                f"{p}: is a GDAL VRT (XML), which can read other files; refused here. "
+                "Convert it to a GeoTIFF (gdal_translate) or open it with allow_vrt=True "
+                "if you trust it."
+            )
+        check_vrt_sources(p)
+    try:
+        ds = rasterio.open(p, driver=driver)
+    except RasterioError as e:
+        raise RasterError(f"{p}: cannot be opened as {driver} ({e})") from None
+    try:
+        if not (0 < ds.width <= MAX_SIDE_PX and 0 < ds.height <= MAX_SIDE_PX):
+            raise RasterError(
+                f"{p}: header claims {ds.width} x {ds.height} px, outside 1..{MAX_SIDE_PX} a "
+                "side; the file is corrupt or hostile."
+            )
+        if not 0 < ds.count <= MAX_BANDS:
+            raise RasterError(f"{p}: header claims {ds.count} bands (max {MAX_BANDS})")
+        yield ds
+    finally:
+        ds.close()
+
+
+def read_pixels(
+    ds: rasterio.io.DatasetReader,
+    *,
+    window: Window | None = None,
+    bands: list[int] | None = None,
+    max_pixels: int = DEFAULT_MAX_READ_PIXELS,
+) -> np.ndarray:
+    """Read pixels as a ``(bands, height, width)`` array, within a pixel budget.
+
+    Args:
+        ds: An open dataset (from :func:`open_raster`).
+        window: A window to read; the whole raster when ``None``.
+        bands: 1-based band indexes; all bands when ``None``.
+        max_pixels: Refuse reads larger than this many pixels per band (decompression
+            bombs); read large rasters through windows instead.
+
+    Raises:
+        RasterError: If the read exceeds the budget or the data cannot be decoded.
+    """
+    w = window or Window(0, 0, ds.width, ds.height)
+    n = int(w.width) * int(w.height)
+    if n > max_pixels:
+        raise RasterError(
+            f"{ds.name}: reading {int(w.width)} x {int(w.height)} px exceeds the budget of "
+            f"{max_pixels:,} px; read a window or an overview instead."
+        )
+    idx = bands or list(range(1, ds.count + 1))
+    try:
+        return ds.read(idx, window=w)
+    except RasterioError as e:
+        cause = f": {e.__cause__}" if e.__cause__ else ""
+        raise RasterError(
+            f"{ds.name}: pixel data cannot be read ({e}{cause}); the file is corrupt or "
+            "truncated — re-download or re-export it."
+        ) from None
