@@ -40,6 +40,8 @@ MAX_BANDS = 1024
 DEFAULT_MAX_READ_PIXELS = 89_478_485
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+# GDAL driver-prefixed connection strings ("GTIFF_DIR:1:...", "NETCDF:...", "HDF5:...")
+_CONNECTION = re.compile(r"^[A-Za-z][A-Za-z0-9_]*:")
 
 # (magic prefix, GDAL driver). BigTIFF and both byte orders of TIFF.
 _MAGIC: tuple[tuple[bytes, str], ...] = (
@@ -118,13 +120,29 @@ def check_vrt_sources(path: Path) -> None:
         if el.tag != "SourceFilename":
             continue
         text = (el.text or "").strip()
-        if _URL.match(text) or text.startswith(("/vsi", "vsi")):
-            raise RasterError(f"{path}: VRT source {text!r} is a URL or virtual path; refused")
-        target = (base / text) if el.get("relativeToVRT", "0") == "1" else Path(text)
-        if not target.resolve().is_relative_to(base):
+        relative = el.get("relativeToVRT", "0") == "1"
+        # plain file paths only: no URLs, /vsi paths or GDAL connection strings
+        # (e.g. "GTIFF_DIR:1:/elsewhere/x.tif", which GDAL opens whatever the prefix)
+        if _URL.match(text) or _CONNECTION.match(text) or text.startswith(("/vsi", "vsi")):
+            raise RasterError(
+                f"{path}: VRT source {text!r} is a URL, virtual path or connection string; refused"
+            )
+        if not relative and not Path(text).is_absolute():
+            # GDAL would resolve it against the current directory, not the VRT's folder
+            raise RasterError(f"{path}: VRT source {text!r} is relative to the working directory")
+        target = (base / text) if relative else Path(text)
+        resolved = target.resolve()
+        if not resolved.is_relative_to(base):
             raise RasterError(
                 f"{path}: VRT source {text!r} lies outside the VRT's folder {base}; refused "
                 "(a VRT from a dataset must not read arbitrary files)."
+            )
+        if not resolved.is_file():
+            raise RasterError(f"{path}: VRT source {text!r} is not an existing file")
+        if sniff_driver(resolved) == "VRT":
+            raise RasterError(
+                f"{path}: VRT source {text!r} is itself a VRT; nested VRTs are refused "
+                "(their sources would escape this check)."
             )
 
 

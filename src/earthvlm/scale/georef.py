@@ -236,8 +236,14 @@ def gsd_from_raster(path: str | Path, *, allow_vrt: bool = False) -> GeorefGSD:
     Raises:
         RasterError: If the file is refused or cannot be opened.
     """
-    with open_raster(path, allow_vrt=allow_vrt) as ds, warnings.catch_warnings():
+    with warnings.catch_warnings():
+        # the warning fires on open; a missing georeference is reported in the result
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        return _gsd_from_open(path, allow_vrt)
+
+
+def _gsd_from_open(path: str | Path, allow_vrt: bool) -> GeorefGSD:
+    with open_raster(path, allow_vrt=allow_vrt) as ds:
         gcps, gcps_crs = ds.gcps
         return georef_gsd(
             width=ds.width,

@@ -56,7 +56,9 @@ def check_gsd_m(value: Any, *, source: str = "value", detail: str = "") -> float
             :data:`MAX_GSD_M`. The message names the value and where it came from.
     """
     where = f"{source}" + (f" ({detail})" if detail else "")
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool):
+        raise GSDError(f"GSD {value!r} from {where} is a boolean, not metres per pixel")
+    if not isinstance(value, int | float):
         try:
             value = float(value)
         except (TypeError, ValueError):
@@ -274,7 +276,9 @@ class GSD:
         if kind is GSDKind.RANGE:
             if "lo_m" not in data or "hi_m" not in data:
                 raise GSDError("a range GSD needs the fields 'lo_m' and 'hi_m'")
-            return cls.range(data["lo_m"], data["hi_m"], source, detail)
+            return cls(
+                GSDKind.RANGE, data["lo_m"], data["hi_m"], source, detail, data.get("sigma_log10")
+            )
         return cls.unknown(detail, source)
 
     @classmethod
