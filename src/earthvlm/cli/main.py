@@ -180,6 +180,15 @@ def quickstart(
     from earthvlm.scale.resolve import resolve_gsd
 
     _quiet_gdal()
+    if shared is not None:
+        if not shared.is_dir():  # a typo must not silently run on other data
+            err_console.print(f"[red]error:[/] --shared {shared}: no such folder")
+            raise typer.Exit(2)
+        shared_dir = shared
+    else:  # beside the checkout (source installs), else beside the working directory
+        shared_dir = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "rasters"
+        if not shared_dir.is_dir():
+            shared_dir = Path("../shared/data/rasters")
     t0 = time.perf_counter()
     out.mkdir(parents=True, exist_ok=True)
     examples = write_georef_examples(out / "georef_examples")
@@ -218,11 +227,6 @@ def quickstart(
     console.print(table)
     report["generated"] = results
 
-    shared_dir = (
-        shared or Path(__file__).resolve().parents[3].parent / "shared" / "data" / "rasters"
-    )
-    if not shared_dir.is_dir():
-        shared_dir = Path("../shared/data/rasters")
     if shared_dir.is_dir():
         paths = sorted(p for p in shared_dir.iterdir() if p.is_file() and p.suffix != ".md")
         rows, counts = _gsd_rows(paths, verify=True)

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.paths import resolve_within
-from earthvlm.data.record import Record
+from earthvlm.data.record import Record, primary_error
 from earthvlm.errors import PathEscapeError, RecordError
 from earthvlm.io import atomic_writer
 
@@ -49,7 +49,7 @@ def quarantine_path_for(path: Path) -> Path:
 
 
 def _reason(err: ValidationError) -> tuple[str, str]:
-    first = err.errors()[0]
+    first = primary_error(err)
     loc = [str(x) for x in first["loc"] if not isinstance(x, int)]
     kind = first["type"]
     reason = f"{loc[0]}:{kind}" if loc else kind
@@ -101,7 +101,7 @@ def read_records(
     with open(p, "rb") as f:
         for lineno, raw_bytes in enumerate(f, start=1):
             try:
-                raw = raw_bytes.decode("utf-8").rstrip("\r\n")
+                raw = raw_bytes.decode("utf-8-sig" if lineno == 1 else "utf-8").rstrip("\r\n")
             except UnicodeDecodeError as e:
                 fail(
                     lineno, "not_utf8", str(e), raw_bytes.decode("utf-8", "replace").rstrip("\r\n")
@@ -151,7 +151,7 @@ def read_records(
         with atomic_writer(qpath) as q:
             for row in problems:
                 q.write(json.dumps({"file": str(p), **row}, ensure_ascii=False) + "\n")
-    elif quarantine is None:
+    else:
         qpath.unlink(missing_ok=True)  # a stale quarantine from an earlier read
     return RecordSet(records, ledger, qpath if problems else None, problems)
 

@@ -30,7 +30,7 @@ def check_relative_path(rel: str) -> str:
         raise PathEscapeError(f"empty image path {rel!r}")
     if "\x00" in rel:
         raise PathEscapeError(f"image path {rel!r} contains a NUL byte")
-    if rel.startswith(("/vsi", "vsi")):
+    if rel.startswith("/vsi"):
         raise PathEscapeError(f"image path {rel!r} is a GDAL virtual path; use a plain file")
     if _URL.match(rel) and not PurePosixPath(rel).is_absolute():
         raise PathEscapeError(
@@ -39,6 +39,10 @@ def check_relative_path(rel: str) -> str:
         )
     if "\\" in rel or PureWindowsPath(rel).drive:
         raise PathEscapeError(f"image path {rel!r} uses backslashes; use '/' separators")
+    if rel.startswith("/"):
+        raise PathEscapeError(
+            f"image path {rel!r} is absolute; expected a path relative to the root"
+        )
     depth = 0
     for part in PurePosixPath(rel).parts:
         if part == "/":
@@ -76,7 +80,7 @@ def resolve_within(root: str | Path, rel: str, *, must_exist: bool = False) -> P
     if PurePosixPath(rel).is_absolute():
         if "\x00" in rel or rel.startswith("/vsi"):
             check_relative_path(rel)  # raises with the specific reason
-        candidate = Path(rel)
+        candidate = Path(rel)  # accepted only if it lies inside the root (checked below)
     else:
         check_relative_path(rel)
         candidate = root_real / rel

@@ -24,11 +24,19 @@ from __future__ import annotations
 import math
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from earthvlm.data.paths import check_relative_path
 from earthvlm.errors import PathEscapeError
+from earthvlm.geo.boxes import obb_to_quad, quad_area
 from earthvlm.scale.gsd import GSD
 
 Modality = Literal["optical", "sar", "multispectral"]
@@ -122,11 +130,6 @@ def _finite(values: tuple[float, ...], name: str) -> None:
         )
 
 
-def _quad_area(q: tuple[float, ...]) -> float:
-    xs, ys = q[0::2], q[1::2]
-    return 0.5 * abs(sum(xs[i] * ys[(i + 1) % 4] - xs[(i + 1) % 4] * ys[i] for i in range(4)))
-
-
 class Box(_Strict):
     """An object's box in pixels of the source image ``image``; exactly one geometry field.
 
@@ -165,7 +168,7 @@ class Box(_Strict):
                     "box_degenerate", "xyxy_px {v} needs x2 > x1 and y2 > y1", {"v": values}
                 )
         elif name == "quad_px":
-            if _quad_area(values) <= 0:
+            if quad_area(values) <= 0:
                 raise PydanticCustomError(
                     "box_degenerate", "quad_px {v} has zero area", {"v": values}
                 )
@@ -183,21 +186,26 @@ class Box(_Strict):
         if self.quad_px is not None:
             q = self.quad_px
             return [(q[i], q[i + 1]) for i in range(0, 8, 2)]
-        cx, cy, w, h, a = self.obb_px  # type: ignore[misc]
-        c, s = math.cos(math.radians(a)), math.sin(math.radians(a))
-        return [
-            (cx + dx * c - dy * s, cy - dx * s - dy * c)  # image y points down
-            for dx, dy in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))
-        ]
+        q = obb_to_quad(*self.obb_px)  # type: ignore[misc]
+        return [(float(x), float(y)) for x, y in q]
 
 
 class Mask(_Strict):
-    """A mask for image ``image``: a PNG path (relative like image paths) or COCO RLE."""
+    """A mask for image ``image``: a PNG path (relative like image paths) or COCO RLE.
+
+    Attributes:
+        label: The class name.
+        image: Index of the record image the mask belongs to.
+        path: A PNG: binary, or an instance-id map when ``instance`` is set.
+        rle: COCO run-length encoding (``size`` [h, w] and ``counts``).
+        instance: The pixel value of this object in an instance-id PNG.
+    """
 
     label: str | None = None
     image: int = Field(default=0, ge=0)
     path: str | None = None
     rle: dict[str, Any] | None = None
+    instance: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _one(self) -> Mask:
@@ -283,3 +291,12 @@ class Record(_Strict):
         if not any(m.role == "user" for m in self.messages):
             raise PydanticCustomError("no_user_turn", "messages need at least one user turn")
         return self
+
+
+def primary_error(err: ValidationError) -> dict[str, Any]:
+    """The most specific error of a record's validation: the one with the deepest location.
+
+    ``content: str | list[part]`` reports a bad part twice: as "not a string" at the
+    message and as the real problem inside the part; the deeper one is what to fix.
+    """
+    return max(err.errors(), key=lambda e: len(e["loc"]))

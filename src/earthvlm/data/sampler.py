@@ -123,18 +123,23 @@ class BalancedScaleSampler:
                 "batch for range/unknown GSD samples but every sample is exact; set "
                 "exact_share=1.0 for all-exact data"
             )
-        pools = ([self.exact] if self.n_exact else []) + (
-            [self.other] if self.n_exact < batch_size else []
-        )
-        bins = {self.bin_of[i] for pool in pools for i in pool} - {None}
-        if min_bins > 0 and len(bins) < min_bins:
-            raise SamplerError(
-                f"each batch must span {min_bins} scale bins but the samples it can draw "
-                f"cover {len(bins)} ({sorted(bins) or 'none known'}); add data from other "
-                "GSD tiers or lower min_bins"
-            )
         if min_bins > batch_size:
             raise SamplerError(f"batch_size {batch_size} cannot hold {min_bins} distinct bins")
+        # each slot holds one sample: the exact slots can cover at most n_exact of the
+        # exact samples' bins, the other slots at most n_other of the others' bins
+        n_other = batch_size - self.n_exact
+        e_bins = {self.bin_of[i] for i in self.exact} - {None} if self.n_exact else set()
+        o_bins = {self.bin_of[i] for i in self.other} - {None} if n_other else set()
+        reachable = min(
+            len(e_bins | o_bins), min(self.n_exact, len(e_bins)) + min(n_other, len(o_bins))
+        )
+        if min_bins > 0 and reachable < min_bins:
+            raise SamplerError(
+                f"each batch must span {min_bins} scale bins but at most {reachable} can be "
+                f"reached: {self.n_exact} exact slot(s) over bins {sorted(e_bins) or 'none'}, "
+                f"{n_other} range/unknown slot(s) over bins {sorted(o_bins) or 'none known'}; "
+                "add data from other GSD tiers, change exact_share or lower min_bins"
+            )
         self.num_batches = num_batches if num_batches is not None else len(gsds) // batch_size
         if self.num_batches < 1:
             raise SamplerError(
@@ -159,17 +164,24 @@ class BalancedScaleSampler:
             yield self._spread(batch, exact, other)
 
     def _spread(self, batch: list[int], exact: _Stream | None, other: _Stream | None) -> list[int]:
-        """Swap samples until the batch's known samples span ``min_bins`` bins."""
+        """Swap samples until the batch's known samples span ``min_bins`` bins.
+
+        Only a sample of unknown GSD, or one whose bin appears more than once in the
+        batch, is ever replaced (with one of a bin the batch lacks, from the same pool),
+        so each swap adds a bin and none is lost. Replaced samples go back to their
+        stream and are drawn later.
+        """
         for _ in range(self.batch_size):
             bins = [self.bin_of[i] for i in batch]
             present = set(bins) - {None}
             if len(present) >= self.min_bins:
                 return batch
-            # replace a sample of the most common bin (or an unknown) with one of a new bin
-            counts = {b: bins.count(b) for b in present}
-            for pos in sorted(range(len(batch)), key=lambda k: -counts.get(bins[k], 0)):
-                is_exact = pos < self.n_exact
-                stream = exact if is_exact else other
+            swapped = False
+            for pos in range(len(batch)):
+                b = bins[pos]
+                if b is not None and bins.count(b) < 2:
+                    continue
+                stream = exact if pos < self.n_exact else other
                 if stream is None:
                     continue
                 new = stream.take_matching(
@@ -180,9 +192,11 @@ class BalancedScaleSampler:
                 if new is not None:
                     stream.put_back(batch[pos])
                     batch[pos] = new
+                    swapped = True
                     break
-            else:
+            if not swapped:
                 break
         raise SamplerError(
-            f"could not build a batch spanning {self.min_bins} scale bins; check the data"
+            f"could not build a batch spanning {self.min_bins} scale bins from the samples "
+            "drawn; this should have been caught up front, please report it"
         )

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+import rasterio.enums
 from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
@@ -225,3 +226,71 @@ def read_pixels(
             f"{ds.name}: pixel data cannot be read ({e}{cause}); the file is corrupt or "
             "truncated — re-download or re-export it."
         ) from None
+
+
+def write_geotiff(
+    path: str | Path,
+    array: np.ndarray,
+    *,
+    crs: str | None,
+    transform: rasterio.Affine | None,
+    tiled: bool = False,
+    compress: str | None = "deflate",
+    overviews: tuple[int, ...] = (),
+    nodata: float | None = None,
+    tags: dict[str, str] | None = None,
+    band_names: tuple[str, ...] | None = None,
+) -> Path:
+    """Write a (bands, H, W) array as a GeoTIFF, atomically (temp file, then rename).
+
+    Args:
+        path: Destination.
+        array: The pixels, (bands, height, width).
+        crs: A CRS string (``"EPSG:32633"``) or ``None``.
+        transform: The affine geotransform or ``None``.
+        tiled: Write 512 x 512 tiles (for large rasters read by windows).
+        compress: GDAL compression (``deflate``, ``lzw``) or ``None``.
+        overviews: Decimation factors of internal overviews (e.g. ``(2, 4, 8)``).
+        nodata: The nodata value, if any.
+        tags: Dataset metadata tags.
+        band_names: Band descriptions, one per band.
+
+    Returns:
+        The path written. The output is byte-identical for identical inputs.
+    """
+    import os
+    import tempfile
+
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    bands, height, width = array.shape
+    profile: dict[str, object] = {
+        "driver": "GTiff", "width": width, "height": height, "count": bands,
+        "dtype": array.dtype.name, "crs": crs, "transform": transform,
+    }  # fmt: skip
+    if compress:
+        profile["compress"] = compress
+        profile["predictor"] = 2 if np.issubdtype(array.dtype, np.integer) else 3
+    if tiled:
+        profile.update(tiled=True, blockxsize=512, blockysize=512)
+    if nodata is not None:
+        profile["nodata"] = nodata
+    if band_names is not None and len(band_names) != bands:
+        raise RasterError(f"{target}: {len(band_names)} band names for {bands} bands")
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tif", dir=target.parent)
+    os.close(fd)
+    try:
+        with rasterio.open(tmp, "w", **profile) as dst:
+            dst.write(array)
+            if tags:
+                dst.update_tags(**tags)
+            for i, name in enumerate(band_names or (), start=1):
+                dst.set_band_description(i, name)
+            if overviews:
+                dst.build_overviews(list(overviews), rasterio.enums.Resampling.average)
+                dst.update_tags(ns="rio_overview", resampling="average")
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -10,6 +10,7 @@ tests use them to show the resolver is right where naive code is wrong.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import rasterio
 from rasterio.control import GroundControlPoint
 from rasterio.crs import CRS
+from rasterio.errors import NotGeoreferencedWarning
 from rasterio.transform import Affine
 
 _A = 6378137.0  # WGS84 semi-major axis (m)
@@ -85,10 +87,12 @@ def _write(
         profile["crs"] = crs
     if transform is not None:
         profile["transform"] = transform
-    with rasterio.open(path, "w", **profile) as dst:
-        dst.write(data)
-        if gcps is not None:
-            dst.gcps = (gcps, crs)
+    with warnings.catch_warnings():  # the no-georeference cases are deliberate
+        warnings.simplefilter("ignore", NotGeoreferencedWarning)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+            if gcps is not None:
+                dst.gcps = (gcps, crs)
     return path
 
 
@@ -144,8 +148,8 @@ def write_georef_examples(out_dir: str | Path) -> list[GeorefExample]:
     )
 
     # A rotated (30 deg) UTM grid with 2 m pixels: rotation must not change the GSD
-    t = Affine.translation(500000, 4_984_000) * Affine.rotation(30) * Affine.scale(2, -2)
-    t = t * Affine.translation(-half, -half)
+    t = Affine.translation(500000, 4_984_000) @ Affine.rotation(30) @ Affine.scale(2, -2)
+    t = t @ Affine.translation(-half, -half)
     p = _write(out / "utm33n_rotated30_2m.tif", crs=CRS.from_epsg(32633), transform=t)
     ex.append(GeorefExample("rotated affine", p, 2 / _K0_UTM, 2 / _K0_UTM, "30 deg rotation"))
 

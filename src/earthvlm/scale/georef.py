@@ -79,7 +79,13 @@ def _crs_from_wkt(wkt: str) -> CRS:
 def _crs_label(wkt: str) -> str:
     crs = _crs_from_wkt(wkt)
     auth = crs.to_authority(min_confidence=90)
-    return f"{auth[0]}:{auth[1]}" if auth else (crs.name or "custom CRS")
+    if auth:
+        return f"{auth[0]}:{auth[1]}"
+    if crs.name and crs.name.lower() != "unknown":
+        return crs.name
+    with warnings.catch_warnings():  # "may lose projection information": it is a label
+        warnings.simplefilter("ignore", UserWarning)
+        return crs.to_proj4() or "custom CRS"
 
 
 @lru_cache(maxsize=256)

@@ -1,0 +1,182 @@
+"""The package is layered: imports point downward only, and the low layers import no torch.
+
+The table below is the single place to record the layering. When a subpackage arrives
+(models, adapters, train, eval, synth, uhr, fusion, teacher, ...), add a row naming the
+earthvlm subpackages it may import, and list it in ``TORCH_FREE`` if it must stay
+importable without torch. A subpackage with no row fails ``test_every_subpackage_has_a_layer``.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+import earthvlm
+
+# layer -> the earthvlm subpackages its modules may import (itself included). The
+# top-level modules in CORE may be imported from anywhere.
+LAYERS: dict[str, set[str]] = {
+    "geo": {"geo"},
+    "scale": {"scale", "geo"},
+    "data": {"data", "scale", "geo"},
+    # synthetic scenes with known objects and GSD (row added when synth/ appeared; it is
+    # numpy-only today, so consider adding it to TORCH_FREE once its design settles)
+    "synth": {"synth", "data", "scale", "geo"},
+    # e.g. "models": {"models", "data", "scale", "geo"},
+    "cli": {"cli", "synth", "data", "scale", "geo"},
+}
+#: Top-level modules (``earthvlm/errors.py``, ``earthvlm/io.py``, ``earthvlm/__init__.py``):
+#: importable from every layer, and themselves importing no subpackage.
+CORE = {"errors", "io", "__init__"}
+#: Layers that must import without torch and friends, at module level or inside functions.
+TORCH_FREE = {"geo", "scale", "data"}
+HEAVY = {"torch", "torchvision", "transformers", "peft", "accelerate", "trl"}
+
+SRC = Path(earthvlm.__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Import:
+    module: str  # the absolute module imported
+    line: int
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _imports(source: str, module: str, is_package: bool) -> list[Import]:
+    """Every module a source imports, anywhere in it, with relative imports made absolute.
+
+    ``from earthvlm import x`` counts as importing ``earthvlm.x`` (x may be a subpackage);
+    ``importlib.import_module("...")`` and ``__import__("...")`` with a literal count too.
+    """
+    pkg = module if is_package else module.rpartition(".")[0]
+    out: list[Import] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            out += [Import(a.name, node.lineno) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = pkg.split(".")
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            out.append(Import(target, node.lineno))
+            out += [Import(f"{target}.{a.name}", node.lineno) for a in node.names]
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and (
+                (isinstance(node.func, ast.Attribute) and node.func.attr == "import_module")
+                or (isinstance(node.func, ast.Name) and node.func.id == "__import__")
+            )
+        ):
+            out.append(Import(node.args[0].value, node.lineno))
+    return out
+
+
+def _layer(module: str) -> str:
+    """The layer of a module: ``earthvlm.scale.gsd`` -> ``scale``, ``earthvlm`` -> ``__init__``."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def violations(module: str, source: str, is_package: bool = False) -> list[str]:
+    """What is wrong with a module's imports, one line each (empty when it is fine)."""
+    layer = _layer(module)
+    subpackages = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    allowed = set() if layer in CORE else LAYERS.get(layer)
+    if allowed is None:
+        return [f"{module}: subpackage {layer!r} has no row in LAYERS"]
+    problems = []
+    for imp in _imports(source, module, is_package):
+        top = imp.module.split(".")[0]
+        if layer in TORCH_FREE and top in HEAVY:
+            problems.append(
+                f"{module}:{imp.line} imports {imp.module} (layer {layer} is torch-free)"
+            )
+        if top != "earthvlm" or imp.module == "earthvlm":
+            continue
+        target = imp.module.split(".")[1]
+        if target in CORE or (target not in subpackages and target not in LAYERS):
+            continue  # a core module, or a name (not a module) imported from earthvlm
+        if target not in allowed:
+            problems.append(
+                f"{module}:{imp.line} imports {imp.module}: layer {layer} may import only "
+                f"{sorted(allowed) or 'core modules'}"
+            )
+    return problems
+
+
+def _modules() -> list[tuple[str, Path]]:
+    return sorted((_module_name(p), p) for p in SRC.rglob("*.py"))
+
+
+def test_the_walk_finds_every_layer() -> None:
+    found = {_layer(m) for m, _ in _modules()}
+    assert {"geo", "scale", "data", "cli", "errors", "io", "__init__"} <= found
+
+
+def test_every_subpackage_has_a_layer() -> None:
+    subpackages = {p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    missing = subpackages - set(LAYERS)
+    assert not missing, f"add a row to LAYERS in {__file__} for {sorted(missing)}"
+
+
+@pytest.mark.parametrize(("module", "path"), _modules(), ids=[m for m, _ in _modules()])
+def test_imports_point_downward(module: str, path: Path) -> None:
+    source = path.read_text(encoding="utf-8")
+    assert violations(module, source, path.name == "__init__.py") == []
+
+
+# -- the checker itself ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "source", "fragment"),
+    [
+        ("earthvlm.scale.x", "import torch", "torch-free"),
+        ("earthvlm.data.x", "def f():\n    from transformers import AutoModel", "torch-free"),
+        ("earthvlm.geo.x", "import peft.tuners", "torch-free"),
+        (
+            "earthvlm.data.x",
+            "import importlib\nimportlib.import_module('accelerate')",
+            "torch-free",
+        ),
+        ("earthvlm.geo.x", "from earthvlm.scale.gsd import GSD", "layer geo may import"),
+        ("earthvlm.geo.x", "from ..data import record", "layer geo may import"),
+        ("earthvlm.scale.x", "from earthvlm.data.record import Record", "layer scale"),
+        ("earthvlm.scale.x", "from earthvlm import cli", "layer scale"),
+        ("earthvlm.data.x", "import earthvlm.cli.main", "layer data"),
+        ("earthvlm.io", "from earthvlm.scale import gsd", "may import only"),
+        ("earthvlm.models.x", "import torch", "no row in LAYERS"),
+    ],
+)
+def test_checker_reports_upward_and_heavy_imports(module: str, source: str, fragment: str) -> None:
+    problems = violations(module, source)
+    assert problems and fragment in problems[0], problems
+
+
+@pytest.mark.parametrize(
+    ("module", "source"),
+    [
+        ("earthvlm.data.x", "from earthvlm.scale.gsd import GSD\nfrom earthvlm.geo import raster"),
+        ("earthvlm.data.x", "from .record import Record\nfrom ..errors import RecordError"),
+        ("earthvlm.geo.x", "from earthvlm.errors import RasterError\nfrom earthvlm.io import x"),
+        ("earthvlm.cli.main", "from earthvlm import __version__\nfrom earthvlm.data import jsonl"),
+        ("earthvlm.scale.x", "import numpy\nimport torchmetrics_is_not_torch"),
+    ],
+)
+def test_checker_accepts_downward_imports(module: str, source: str) -> None:
+    assert violations(module, source) == []
