@@ -296,3 +296,23 @@ def test_quickstart_with_shared_rasters(runner: CliRunner, tmp_path: Path) -> No
     n_files = len([p for p in SHARED_RASTERS.iterdir() if p.is_file() and p.suffix != ".md"])
     assert sum(counts.values()) == len(report["shared"]) == n_files
     assert counts["failed"] >= 1  # corrupt.tif
+
+
+# -- synth -------------------------------------------------------------------------------
+
+
+def test_synth_writes_a_dataset(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "ds"
+    args = ["synth", "--out", str(out), "--n", "3", "--chips", "2", "--views", "optical,sar"]
+    result = runner.invoke(app, [*args, "--seed", "1"], env=ENV)
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    assert manifest["images"] == 3 * 2 + 2
+    assert (out / "records.jsonl").is_file()
+    assert "records" in result.stdout
+
+
+def test_synth_refuses_a_bad_range(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["synth", "--out", str(tmp_path), "--gsd-range", "0,5"], env=ENV)
+    assert result.exit_code == 2
+    assert "gsd_range_m" in result.output

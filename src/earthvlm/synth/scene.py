@@ -42,7 +42,7 @@ _LANE_M = 3.5
 #: Objects shorter than this many pixels are not placed (they would not show).
 MIN_PLACED_PX = 1.0
 #: At most this many objects per scene (rendering cost; dense scenes stay readable).
-MAX_OBJECTS = 300
+MAX_OBJECTS = 200
 
 
 @dataclass(frozen=True)
