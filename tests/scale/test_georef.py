@@ -375,3 +375,38 @@ def test_georef_gsd_centre_off_the_earth_is_unknown() -> None:
     )
     assert not r.gsd.is_known
     assert "unusable" in r.gsd.detail
+
+
+def test_rpc_only_georeferencing(tmp_path) -> None:  # noqa: ANN001
+    # an RPC model that maps normalised lon/lat linearly to samples/lines: 1e-5 deg pixels
+    # at 45 N, i.e. ~0.788 m along a row and ~1.111 m along a column
+    import numpy as np
+    from rasterio.rpc import RPC
+
+    w = h = 100
+    d = 1e-5
+    zeros = [0.0] * 20
+    samp_num, line_num, den = zeros.copy(), zeros.copy(), zeros.copy()
+    samp_num[1], line_num[2], den[0] = 1.0, -1.0, 1.0
+    rpc = RPC(
+        height_off=0, height_scale=100, lat_off=45.0, lat_scale=h / 2 * d,
+        line_den_coeff=den, line_num_coeff=line_num, line_off=h / 2, line_scale=h / 2,
+        long_off=10.0, long_scale=w / 2 * d, samp_den_coeff=den, samp_num_coeff=samp_num,
+        samp_off=w / 2, samp_scale=w / 2,
+    )  # fmt: skip
+    path = tmp_path / "rpc.tif"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with rasterio.open(
+            path, "w", driver="GTiff", width=w, height=h, count=1, dtype="uint8"
+        ) as dst:
+            dst.write(np.zeros((1, h, w), np.uint8))
+            dst.rpcs = rpc
+    res = gsd_from_raster(path)
+    phi = math.radians(45.0)
+    a, e2 = 6378137.0, 6.69437999014e-3
+    x_truth = math.radians(d) * a / math.sqrt(1 - e2 * math.sin(phi) ** 2) * math.cos(phi)
+    y_truth = math.radians(d) * a * (1 - e2) / (1 - e2 * math.sin(phi) ** 2) ** 1.5
+    assert res.method == "rpcs"
+    assert res.x_m == pytest.approx(x_truth, rel=1e-4)
+    assert res.y_m == pytest.approx(y_truth, rel=1e-4)
