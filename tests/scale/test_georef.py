@@ -377,7 +377,7 @@ def test_georef_gsd_centre_off_the_earth_is_unknown() -> None:
     assert "unusable" in r.gsd.detail
 
 
-def test_rpc_only_georeferencing(tmp_path) -> None:  # noqa: ANN001
+def test_rpc_only_georeferencing(tmp_path) -> None:
     # an RPC model that maps normalised lon/lat linearly to samples/lines: 1e-5 deg pixels
     # at 45 N, i.e. ~0.788 m along a row and ~1.111 m along a column
     import numpy as np
