@@ -36,17 +36,18 @@ def test_records_are_valid_and_point_at_existing_files(dataset: Path) -> None:
 
 def test_gsd_read_back_from_every_file_matches_the_record(dataset: Path) -> None:
     rs = read_records(dataset / "records.jsonl", root=dataset)
-    checked = set()
+    recorded: dict[str, float] = {}
     for rec in rs.records:
-        paths = [rec.images[0].path, *rec.meta.get("views", {}).values()]
-        for rel in paths:
-            if rel in checked:
-                continue
-            checked.add(rel)
-            res = resolve_gsd(dataset / rel)
-            assert res.decided_by == "georef"
-            assert res.gsd.point_m == pytest.approx(rec.images[0].gsd.point_m, rel=1e-5), rel
-    assert len(checked) == 48
+        for rel in [rec.images[0].path, *rec.meta.get("views", {}).values()]:
+            recorded[rel] = rec.images[0].gsd.point_m
+    files = sorted((dataset / "images").glob("*.tif"))
+    assert len(files) == 48
+    for path in files:
+        rel = f"images/{path.name}"
+        assert rel in recorded, f"{rel}: written but no record refers to it"
+        res = resolve_gsd(path)
+        assert res.decided_by == "georef"
+        assert res.gsd.point_m == pytest.approx(recorded[rel], rel=1e-5), rel
 
 
 def test_views_are_co_registered(dataset: Path) -> None:

@@ -1,0 +1,1 @@
+"""Scale-conditioned adapters (CS-HLoRA) and the baselines they are compared with."""
