@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
 from earthvlm.adapters.cshlora import (
     CSHLoRAConfig,
@@ -19,27 +18,16 @@ from earthvlm.adapters.cshlora import (
     save_cshlora,
 )
 from earthvlm.errors import EarthVLMError
+from earthvlm.models import build_tiny_backbone
 
 
-def tiny_model(seed: int = 0) -> Qwen3VLForConditionalGeneration:
-    torch.manual_seed(seed)
-    cfg = Qwen3VLConfig(
-        text_config={
-            "vocab_size": 300, "hidden_size": 64, "intermediate_size": 128,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
-            "head_dim": 16,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                "mrope_section": [2, 3, 3], "mrope_interleaved": True},
-        },
-        vision_config={
-            "depth": 2, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
-            "patch_size": 16, "spatial_merge_size": 2, "out_hidden_size": 64,
-            "deepstack_visual_indexes": [1], "num_position_embeddings": 64,
-        },
-        image_token_id=290, video_token_id=291, vision_start_token_id=292,
-        vision_end_token_id=293,
-    )  # fmt: skip
-    return Qwen3VLForConditionalGeneration(cfg).eval()
+@pytest.fixture(params=["qwen3_vl", "qwen2_5_vl"])
+def family(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def tiny_model(family: str = "qwen3_vl", seed: int = 0) -> torch.nn.Module:
+    return build_tiny_backbone(family, "tiny", seed=seed).model.eval()
 
 
 def randomise_b(model: torch.nn.Module) -> None:
@@ -82,8 +70,8 @@ def test_gates_at_init_follow_the_paper_tier_layout() -> None:
     assert CSHLoRAConfig(r=8).tau_init() == [0.0, 1.0, 1.0, 1.0, 4.0, 4.0, 4.0, 4.0]
 
 
-def test_changing_one_samples_gsd_changes_only_that_sample() -> None:
-    model = tiny_model()
+def test_changing_one_samples_gsd_changes_only_that_sample(family: str) -> None:
+    model = tiny_model(family)
     ctx = inject_cshlora(model, CSHLoRAConfig(r=8))
     randomise_b(model)
     ctx.set(S)
@@ -96,8 +84,8 @@ def test_changing_one_samples_gsd_changes_only_that_sample() -> None:
     assert (a[1] - b[1]).abs().max() > 1e-3
 
 
-def test_gradients_reach_tau_sharpness_a_and_b() -> None:
-    model = tiny_model()
+def test_gradients_reach_tau_sharpness_a_and_b(family: str) -> None:
+    model = tiny_model(family)
     ctx = inject_cshlora(model, CSHLoRAConfig(r=8))
     randomise_b(model)
     model.train()
@@ -115,8 +103,8 @@ def test_no_gsd_set_is_a_clear_error() -> None:
         model(input_ids=IDS)
 
 
-def test_save_then_load_gives_identical_logits(tmp_path: Path) -> None:
-    model = tiny_model()
+def test_save_then_load_gives_identical_logits(tmp_path: Path, family: str) -> None:
+    model = tiny_model(family)
     ctx = inject_cshlora(model, CSHLoRAConfig(r=8))
     randomise_b(model)
     with torch.no_grad():
@@ -127,7 +115,7 @@ def test_save_then_load_gives_identical_logits(tmp_path: Path) -> None:
     head = {"sseu.trunk.weight": torch.arange(6.0).reshape(2, 3)}
     save_cshlora(model, tmp_path / "adapter", extra_tensors=head, provenance={"run": "test"})
 
-    fresh = tiny_model()
+    fresh = tiny_model(family)
     ctx2, extra = load_cshlora(fresh, tmp_path / "adapter")
     assert len(gated_layers(fresh)) == 14
     assert all(isinstance(m, CSHLoRALinear) for m in gated_layers(fresh).values())
@@ -156,8 +144,8 @@ def test_incomplete_adapter_folder_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("gsd", [0.1, 1.0, 20.0])
-def test_merged_model_equals_unmerged_at_that_gsd(gsd: float) -> None:
-    model = tiny_model()
+def test_merged_model_equals_unmerged_at_that_gsd(gsd: float, family: str) -> None:
+    model = tiny_model(family)
     ctx = inject_cshlora(model, CSHLoRAConfig(r=8))
     randomise_b(model)
     s = math.log10(gsd)
@@ -168,8 +156,8 @@ def test_merged_model_equals_unmerged_at_that_gsd(gsd: float) -> None:
     torch.testing.assert_close(model(input_ids=IDS).logits, unmerged, rtol=1e-4, atol=1e-5)
 
 
-def test_gate_follows_beam_and_return_sequence_expansion() -> None:
-    model = tiny_model()
+def test_gate_follows_beam_and_return_sequence_expansion(family: str) -> None:
+    model = tiny_model(family)
     ctx = inject_cshlora(model, CSHLoRAConfig(r=8))
     randomise_b(model)
     ctx.set(S)
