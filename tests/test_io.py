@@ -66,3 +66,36 @@ def test_nothing_visible_at_the_target_until_the_block_ends(tmp_path: Path) -> N
         f.flush()
         assert path.read_text(encoding="utf-8") == "old"
     assert path.read_text(encoding="utf-8") == "new"
+
+
+def test_written_files_and_folders_get_the_usual_permissions(tmp_path: Path) -> None:
+    import os
+    import stat
+
+    from earthvlm.io import atomic_dir, atomic_write_text
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_dir(tmp_path / "folder") as d:
+            (d / "f").write_text("y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "a.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "folder").stat().st_mode) == 0o755
+
+
+def test_atomic_dir_replaces_an_old_folder_only_on_success(tmp_path: Path) -> None:
+    from earthvlm.io import atomic_dir
+
+    target = tmp_path / "ckpt"
+    with atomic_dir(target) as d:
+        (d / "weights").write_text("v1")
+    with pytest.raises(RuntimeError), atomic_dir(target) as d:
+        (d / "weights").write_text("v2")
+        raise RuntimeError("crash mid-write")
+    assert (target / "weights").read_text() == "v1"
+    with atomic_dir(target) as d:
+        (d / "weights").write_text("v3")
+    assert (target / "weights").read_text() == "v3"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]

@@ -277,6 +277,10 @@ def synth(
     views: Annotated[str, typer.Option(help="Views to write: optical,sar,ms.")] = "optical",
     clouds: Annotated[float, typer.Option(help="Chance of partial cloud per scene.")] = 0.0,
     size: Annotated[int, typer.Option(help="Scene image side in pixels.")] = 128,
+    uhr: Annotated[
+        int, typer.Option(help="Ultra-high-resolution scenes (tiled GeoTIFF with overviews).")
+    ] = 0,
+    uhr_size: Annotated[int, typer.Option(help="UHR scene side in pixels.")] = 8192,
     seed: Annotated[int, typer.Option(help="Seed: same seed, byte-identical output.")] = 0,
 ) -> None:
     """Generate a synthetic Earth-observation dataset: GeoTIFFs, records and a manifest."""
@@ -288,13 +292,13 @@ def synth(
         cfg = SynthConfig(
             n_scenes=n, n_chips=chips, size_px=size, gsd_range_m=_parse_range(gsd_range),
             views=tuple(v.strip() for v in views.split(",") if v.strip()),
-            cloud_prob=clouds, seed=seed,
+            cloud_prob=clouds, n_uhr=uhr, uhr_size_px=uhr_size, seed=seed,
         )  # fmt: skip
     except ValueError as e:
         err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from None
     with Progress(console=err_console, transient=True) as bar:
-        task = bar.add_task("rendering", total=cfg.n_scenes + cfg.n_chips)
+        task = bar.add_task("rendering", total=cfg.n_scenes + cfg.n_chips + cfg.n_uhr)
         manifest = generate_dataset(out, cfg, progress=lambda k: bar.advance(task, k))
     table = Table(title=f"Synthetic dataset in {out}")
     table.add_column("what")

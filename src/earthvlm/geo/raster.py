@@ -31,6 +31,7 @@ from rasterio.errors import RasterioError
 from rasterio.windows import Window
 
 from earthvlm.errors import RasterError
+from earthvlm.io import atomic_path
 
 #: Largest width or height accepted on open. The largest public RS scenes are ~30k px a
 #: side; 2^20 leaves room for mosaics while refusing absurd headers.
@@ -258,11 +259,7 @@ def write_geotiff(
     Returns:
         The path written. The output is byte-identical for identical inputs.
     """
-    import os
-    import tempfile
-
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
     bands, height, width = array.shape
     profile: dict[str, object] = {
         "driver": "GTiff", "width": width, "height": height, "count": bands,
@@ -277,20 +274,13 @@ def write_geotiff(
         profile["nodata"] = nodata
     if band_names is not None and len(band_names) != bands:
         raise RasterError(f"{target}: {len(band_names)} band names for {bands} bands")
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tif", dir=target.parent)
-    os.close(fd)
-    try:
-        with rasterio.open(tmp, "w", **profile) as dst:
-            dst.write(array)
-            if tags:
-                dst.update_tags(**tags)
-            for i, name in enumerate(band_names or (), start=1):
-                dst.set_band_description(i, name)
-            if overviews:
-                dst.build_overviews(list(overviews), rasterio.enums.Resampling.average)
-                dst.update_tags(ns="rio_overview", resampling="average")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(target, suffix=".tif") as tmp, rasterio.open(tmp, "w", **profile) as dst:
+        dst.write(array)
+        if tags:
+            dst.update_tags(**tags)
+        for i, name in enumerate(band_names or (), start=1):
+            dst.set_band_description(i, name)
+        if overviews:
+            dst.build_overviews(list(overviews), rasterio.enums.Resampling.average)
+            dst.update_tags(ns="rio_overview", resampling="average")
     return target

@@ -23,10 +23,7 @@ import copy
 import dataclasses
 import json
 import logging
-import os
-import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +38,7 @@ from transformers import (
 
 from earthvlm import __version__
 from earthvlm.errors import EarthVLMError
+from earthvlm.io import atomic_dir
 
 from .processor import (
     FAMILIES,
@@ -424,9 +422,7 @@ def save_backbone(backbone: Backbone, directory: str | Path, *, overwrite: bool 
     target = Path(directory)
     if target.exists() and not overwrite:
         raise EarthVLMError(f"{target} already exists; pass overwrite=True to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         backbone.model.save_pretrained(tmp)
         backbone.processor.save_pretrained(tmp)
         meta = {
@@ -441,18 +437,6 @@ def save_backbone(backbone: Backbone, directory: str | Path, *, overwrite: bool 
             "git_commit": _git_commit(),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        if target.exists():
-            old = Path(
-                tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=target.parent)
-            )
-            os.replace(target, old / target.name)
-            os.replace(tmp, target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

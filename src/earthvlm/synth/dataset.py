@@ -13,12 +13,11 @@ import json
 import math
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rasterio.transform import Affine
 
 from earthvlm import __version__
 from earthvlm.data.jsonl import write_records
@@ -27,10 +26,12 @@ from earthvlm.geo.raster import write_geotiff
 from earthvlm.io import atomic_write_text
 from earthvlm.scale.gsd import GSD, GSDSource
 from earthvlm.scale.tiers import DEFAULT_TIERS
+from earthvlm.synth import questions
 from earthvlm.synth.chips import CHIP_CLASSES, render_chip
+from earthvlm.synth.georef import UTM_CRS, utm_transform
 from earthvlm.synth.labels import ObjectLabel, instance_mask, label_scene
 from earthvlm.synth.materials import BANDS
-from earthvlm.synth.questions import GENERATORS, QA, SceneFacts
+from earthvlm.synth.questions import GENERATORS, QA
 from earthvlm.synth.render import (
     SAR_DB_MIN,
     SAR_DB_SPAN,
@@ -40,11 +41,12 @@ from earthvlm.synth.render import (
     optical_view,
     sar_view,
 )
-from earthvlm.synth.scene import LAND_USE, SCENE_KINDS, generate_scene
+from earthvlm.synth.scene import SCENE_KINDS, generate_scene
+from earthvlm.synth.uhr import UHR_KINDS, write_uhr_scene
 
-UTM_CRS = "EPSG:32633"
-_K0 = 0.9996  # UTM scale factor on the central meridian
 VIEWS = ("optical", "sar", "ms")
+#: GSDs of UHR scenes (metres): targets of a few metres need sub-metre pixels.
+UHR_GSD_RANGE_M = (0.15, 0.6)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,11 @@ class SynthConfig:
         cloud_prob: Chance that a scene's optical/MS views are partly under cloud.
         kinds: Scene kinds to draw from.
         seed: Seed of everything.
+        n_uhr: Ultra-high-resolution scenes (``images/uhr-XXXX.tif``, tiled with
+            overviews; see :mod:`earthvlm.synth.uhr`). Their kind is drawn from the UHR
+            kinds in ``kinds`` (all of them when none is), their GSD log-uniformly from
+            :data:`UHR_GSD_RANGE_M` clipped to ``gsd_range_m``.
+        uhr_size_px: UHR scene side in pixels (2048..32768).
     """
 
     n_scenes: int = 64
@@ -72,12 +79,16 @@ class SynthConfig:
     cloud_prob: float = 0.0
     kinds: tuple[str, ...] = SCENE_KINDS
     seed: int = 0
+    n_uhr: int = 0
+    uhr_size_px: int = 8192
 
     def __post_init__(self) -> None:
-        if self.n_scenes < 0 or self.n_chips < 0:
-            raise ValueError("n_scenes and n_chips must be >= 0")
-        if self.n_scenes + self.n_chips == 0:
-            raise ValueError("nothing to generate: set n_scenes or n_chips above 0")
+        if self.n_scenes < 0 or self.n_chips < 0 or self.n_uhr < 0:
+            raise ValueError("n_scenes, n_chips and n_uhr must be >= 0")
+        if self.n_scenes + self.n_chips + self.n_uhr == 0:
+            raise ValueError("nothing to generate: set n_scenes, n_chips or n_uhr above 0")
+        if not 2048 <= self.uhr_size_px <= 32768:
+            raise ValueError(f"uhr_size_px must be in 2048..32768, got {self.uhr_size_px}")
         if not 16 <= self.size_px <= 4096:
             raise ValueError(f"size_px must be in 16..4096, got {self.size_px}")
         if not 16 <= self.chip_size_px <= 1024:
@@ -116,12 +127,6 @@ class Manifest:
         for k in ("per_tier", "per_task", "per_kind", "per_class"):
             d[k] = dict(sorted(getattr(self, k).items()))
         return d
-
-
-def utm_transform(gsd_m: float, width: int, height: int, northing_m: float) -> Affine:
-    """A UTM 33N geotransform centred on the central meridian with ground GSD ``gsd_m``."""
-    px = gsd_m * _K0
-    return Affine(px, 0.0, 500_000.0 - width * px / 2, 0.0, -px, northing_m + height * px / 2)
 
 
 def _gsd_of(gsd_m: float, what: str) -> GSD:
@@ -196,7 +201,7 @@ def write_scene(out: Path, index: int, cfg: SynthConfig, manifest: Manifest) -> 
     bands = {"optical": ["red", "green", "blue"], "sar": ["VV"], "ms": list(BANDS)}[main]
     image = ImageRef(path=paths[main], modality=modality, bands=bands, width=n, height=n,
                      gsd=_gsd_of(gsd, f"{kind} scene"))  # fmt: skip
-    facts = SceneFacts(kind, LAND_USE[kind], gsd, n, n, labels, scene.has_scale_cues, cover)
+    facts = questions.scene_facts(scene, canvas, labels, modality=modality, clouds=clouds)
     tier = DEFAULT_TIERS.tier_of_m(gsd)
     meta = {
         "scene_kind": kind, "tier": tier.value, "has_scale_cues": scene.has_scale_cues,
@@ -269,6 +274,54 @@ def write_chip(out: Path, index: int, cfg: SynthConfig, manifest: Manifest) -> R
     )
 
 
+def write_uhr(out: Path, index: int, cfg: SynthConfig, manifest: Manifest) -> list[Record]:
+    """Render UHR scene ``index`` tile by tile, write it, return its records.
+
+    Questions come from :data:`~earthvlm.synth.questions.GENERATORS` (ROI questions
+    included); boxes are in full-raster pixels. No instance mask is written (a full-size
+    mask would defeat windowed reads).
+    """
+    rng = np.random.default_rng([cfg.seed, 5, index])
+    kinds = [k for k in UHR_KINDS if k in cfg.kinds] or list(UHR_KINDS)
+    kind = kinds[int(rng.integers(len(kinds)))]
+    lo, hi = cfg.gsd_range_m
+    g_lo = min(max(lo, UHR_GSD_RANGE_M[0]), hi)
+    g_hi = max(min(hi, UHR_GSD_RANGE_M[1]), g_lo)
+    gsd = float(10 ** rng.uniform(math.log10(g_lo), math.log10(g_hi)))
+    uid = f"uhr-{index:04d}"
+    rel = f"images/{uid}.tif"
+    uhr = write_uhr_scene(
+        out / rel, size_px=cfg.uhr_size_px, gsd_m=gsd, kind=kind,
+        seed=int(rng.integers(1 << 31)), northing_m=float(rng.uniform(4.0e6, 6.0e6)),
+    )  # fmt: skip
+    gsd, n, labels = uhr.gsd_m, uhr.size_px, uhr.labels
+    manifest.images += 1
+    image = ImageRef(path=rel, modality="optical", bands=["red", "green", "blue"], width=n,
+                     height=n, gsd=_gsd_of(gsd, f"UHR {kind} scene"))  # fmt: skip
+    # objects of known size are scale cues even on a scale-free background
+    cues = uhr.scene.has_scale_cues or bool(labels)
+    # road features etc. come off the layout, no pixels needed
+    facts = replace(questions.scene_facts(uhr.scene, uhr.grid, labels), has_scale_cues=cues)
+    tier = DEFAULT_TIERS.tier_of_m(gsd)
+    meta = {
+        "mode": "uhr", "scene_kind": kind, "tier": tier.value, "has_scale_cues": cues,
+        "cloud_cover": 0.0, "views": {"optical": rel},
+        "uhr": {"size_px": n, "block_px": 512, "overviews": list(uhr.overviews),
+                "n_objects": len(labels)},
+    }  # fmt: skip
+    generators = GENERATORS
+    records = []
+    qrng = np.random.default_rng([cfg.seed, 6, index])
+    for name, gen in generators.items():
+        for k, qa in enumerate(gen(facts, qrng)):
+            records.append(_record(f"{uid}-{name}-{k}", qa, image, None, meta))
+            manifest.per_task[qa.task] += 1
+    manifest.per_tier[tier.value] += 1
+    manifest.per_kind[f"uhr-{kind}"] += 1
+    manifest.per_class.update(lb.cls for lb in labels if lb.detectable)
+    return records
+
+
 def _write_png16(path: Path, mask: np.ndarray) -> None:
     from PIL import Image
 
@@ -283,12 +336,13 @@ def generate_dataset(
 ) -> Manifest:
     """Write ``cfg``'s dataset under ``out_dir``: ``images/``, ``masks/``,
     ``records.jsonl`` and ``manifest.json`` (written last: its presence marks a complete
-    dataset).
+    dataset). Scenes come first, then chips, then UHR scenes (``images/uhr-XXXX.tif``,
+    counted in the manifest's ``per_kind`` as ``uhr-<kind>``).
 
     Args:
         out_dir: Output folder (created).
         cfg: What to generate.
-        progress: Called with 1 after each scene or chip (for progress bars).
+        progress: Called with 1 after each scene, chip or UHR scene (for progress bars).
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -301,6 +355,10 @@ def generate_dataset(
             progress(1)
     for i in range(cfg.n_chips):
         records.append(write_chip(out, i, cfg, manifest))
+        if progress:
+            progress(1)
+    for i in range(cfg.n_uhr):
+        records.extend(write_uhr(out, i, cfg, manifest))
         if progress:
             progress(1)
     manifest.records = write_records(records, out / "records.jsonl")

@@ -57,13 +57,23 @@ def value_noise(x: np.ndarray, y: np.ndarray, spacing: float, seed: int) -> np.n
     fx, fy = fx * fx * (3 - 2 * fx), fy * fy * (3 - 2 * fy)  # smoothstep
     ix, iy = x0.astype(np.int64), y0.astype(np.int64)
     bx, by = int(ix.min()), int(iy.min())
-    lx = np.arange(bx, int(ix.max()) + 2)
-    ly = np.arange(by, int(iy.max()) + 2)
-    lattice = _hash01(lx[None, :], ly[:, None], seed).astype(np.float32)
-    cx, cy = ix - bx, iy - by
-    rows0, rows1 = lattice[cy], lattice[cy + 1]
-    top = rows0[:, cx] + (rows0[:, cx + 1] - rows0[:, cx]) * fx[None, :].astype(np.float32)
-    bottom = rows1[:, cx] + (rows1[:, cx + 1] - rows1[:, cx]) * fx[None, :].astype(np.float32)
+    span_x, span_y = int(ix.max()) - bx + 2, int(iy.max()) - by + 2
+    if span_x > 2 * ix.size or span_y > 2 * iy.size:
+        # lattice finer than the pixels (e.g. 2 m texture at 30 m GSD): hash only the
+        # corners in use instead of the whole lattice between them (same values)
+        ux, uy = np.unique(np.concatenate([ix, ix + 1])), np.unique(np.concatenate([iy, iy + 1]))
+        lattice = _hash01(ux[None, :], uy[:, None], seed).astype(np.float32)
+        cx0, cx1 = np.searchsorted(ux, ix), np.searchsorted(ux, ix + 1)
+        cy0, cy1 = np.searchsorted(uy, iy), np.searchsorted(uy, iy + 1)
+    else:
+        lx = np.arange(bx, bx + span_x)
+        ly = np.arange(by, by + span_y)
+        lattice = _hash01(lx[None, :], ly[:, None], seed).astype(np.float32)
+        cx0, cy0 = ix - bx, iy - by
+        cx1, cy1 = cx0 + 1, cy0 + 1
+    rows0, rows1 = lattice[cy0], lattice[cy1]
+    top = rows0[:, cx0] + (rows0[:, cx1] - rows0[:, cx0]) * fx[None, :].astype(np.float32)
+    bottom = rows1[:, cx0] + (rows1[:, cx1] - rows1[:, cx0]) * fx[None, :].astype(np.float32)
     return top + (bottom - top) * fy[:, None].astype(np.float32)
 
 
@@ -121,10 +131,14 @@ class Canvas:
 
     def blend(self, material_a: str, material_b: str, weight_b: np.ndarray) -> None:
         """Cover the canvas with a per-pixel mix of two materials (``weight_b`` in [0, 1])."""
-        a = MATERIAL_TABLE[MATERIAL_INDEX[material_a]][:, None, None]
-        b = MATERIAL_TABLE[MATERIAL_INDEX[material_b]][:, None, None]
-        w = weight_b.astype(np.float32)[None]
-        self.data[:] = a + (b - a) * w
+        a = MATERIAL_TABLE[MATERIAL_INDEX[material_a]]
+        d = MATERIAL_TABLE[MATERIAL_INDEX[material_b]] - a
+        w = weight_b.astype(np.float32)
+        # channel by channel, in place: the same float32 operations as a + (b - a) * w
+        # without two (channels, H, W) temporaries (large ones cost page faults)
+        for k in range(self.data.shape[0]):
+            np.multiply(w, d[k], out=self.data[k])
+            self.data[k] += a[k]
 
     def modulate(self, factor: np.ndarray) -> None:
         """Multiply reflectances (not SAR) by a per-pixel factor (texture brightness)."""
@@ -172,27 +186,43 @@ class Canvas:
         # right to a few percent, down to sub-pixel shapes (a 0.18 px wide car at 10 m)
         smallest = min(length_m, width_m) / g
         ss = min(32, max(1, math.ceil(16 / max(smallest, 1e-9))))
+        if shape not in ("rect", "ellipse"):
+            raise ValueError(f"unknown shape {shape!r}; use 'rect' or 'ellipse'")
         sub = (np.arange(ss) + 0.5) / ss
         xs = self.origin_m[0] + (np.arange(c0, c1)[:, None] + sub[None, :]).reshape(-1) * g - cx_m
         ys = self.origin_m[1] + (np.arange(r0, r1)[:, None] + sub[None, :]).reshape(-1) * g - cy_m
-        dx, dy = xs[None, :], ys[:, None]
-        u = dx * c - dy * s
-        v = dx * s + dy * c
-        if shape == "rect":
-            inside = (np.abs(u) <= hl) & (np.abs(v) <= hw)
-        elif shape == "ellipse":
-            inside = (u / hl) ** 2 + (v / hw) ** 2 <= 1.0
-        else:
-            raise ValueError(f"unknown shape {shape!r}; use 'rect' or 'ellipse'")
         h, w = r1 - r0, c1 - c0
-        alpha = inside.reshape(h, ss, w, ss).mean(axis=(1, 3), dtype=np.float32)
+        if shape == "rect" and c == 1.0 and s == 0.0:
+            # axis-aligned (heading 0: roads, parcels, walls): u = x and v = y exactly, so
+            # the samples inside are (inside along x) x (inside along y); count per axis
+            nx = (np.abs(xs) <= hl).reshape(w, ss).sum(axis=1, dtype=np.int32)
+            ny = (np.abs(ys) <= hw).reshape(h, ss).sum(axis=1, dtype=np.int32)
+            alpha = (ny[:, None] * nx[None, :]).astype(np.float32)
+        else:
+            dx, dy = xs[None, :], ys[:, None]
+            u = dx * c - dy * s
+            v = dx * s + dy * c
+            if shape == "rect":
+                inside = (np.abs(u) <= hl) & (np.abs(v) <= hw)
+            else:
+                inside = (u / hl) ** 2 + (v / hw) ** 2 <= 1.0
+            alpha = inside.reshape(h, ss, w, ss).sum(axis=(1, 3), dtype=np.float32)
+        if ss > 1:  # the mean of the ss x ss samples (counts are exact), as np.mean divides
+            np.true_divide(alpha, np.intp(ss * ss), out=alpha, casting="unsafe")
         vec = MATERIAL_TABLE[MATERIAL_INDEX[material]] if isinstance(material, str) else material
         if sar_only:
             region = self.data[SAR_CHANNEL, r0:r1, c0:c1]
             region += alpha * (vec[SAR_CHANNEL] - region)
-        else:
+        elif h * w <= 4096:
             region = self.data[:, r0:r1, c0:c1]
             region += alpha[None] * (vec[:, None, None] - region)
+        else:  # the same, channel by channel: no large (channels, h, w) temporaries
+            tmp = np.empty((h, w), dtype=np.float32)
+            for k in range(self.data.shape[0]):
+                region = self.data[k, r0:r1, c0:c1]
+                np.subtract(vec[k], region, out=tmp)
+                tmp *= alpha
+                region += tmp
         return float(alpha.sum())
 
     def paint_object(self, obj: PlacedObject) -> float:

@@ -39,6 +39,16 @@ LAND_USE: dict[str, str] = {
 }  # fmt: skip
 
 _LANE_M = 3.5
+
+#: The object classes each scene kind's generator may place.
+PLACED_CLASSES: dict[str, tuple[str, ...]] = {
+    "urban": ("small vehicle", "large vehicle", "building", "basketball court", "tennis court"),
+    "suburban": ("small vehicle", "large vehicle", "building", "swimming pool", "tennis court"),
+    "industrial": ("small vehicle", "large vehicle", "building", "storage tank"),
+    "harbour": ("ship", "large vehicle", "storage tank"),
+    "airport": ("plane", "small vehicle", "large vehicle"),
+    "farmland": ("building",),
+}
 #: Objects shorter than this many pixels are not placed (they would not show).
 MIN_PLACED_PX = 1.0
 #: At most this many objects per scene (rendering cost; dense scenes stay readable).
@@ -70,6 +80,8 @@ class Scene:
         strips: Roads, runways and marks, painted before objects.
         areas: Filled rectangles (blocks, parcels, water bodies), painted first.
         objects: Placed objects, painted last, all fully inside the window.
+        possible_classes: Classes its generator may place (an absent one is a true "no"
+            only if it would have been visible).
     """
 
     kind: str
@@ -80,6 +92,7 @@ class Scene:
     strips: list[Strip] = field(default_factory=list)
     areas: list[Strip] = field(default_factory=list)
     objects: list[PlacedObject] = field(default_factory=list)
+    possible_classes: tuple[str, ...] = ()
 
     @property
     def has_scale_cues(self) -> bool:
@@ -229,6 +242,9 @@ def _lane_marks(scene: Scene, road: Strip, n_lanes: int, axis: int) -> None:
 
 def _cars_on_roads(placer: _Placer, roads: list[Strip], density_per_100m: float) -> None:
     rng = placer.rng
+    largest = CLASSES["large vehicle"].length_m[1]
+    if largest / placer.scene.gsd_m < MIN_PLACED_PX:
+        return  # no vehicle would show at this GSD: skip thousands of placement attempts
     for road in roads:
         vertical = road.length < road.width
         span = road.width if vertical else road.length
@@ -294,6 +310,7 @@ def generate_scene(kind: str, width_m: float, height_m: float, gsd_m: float, see
     if kind not in SCENE_KINDS:
         raise ValueError(f"unknown scene kind {kind!r}; known: {', '.join(SCENE_KINDS)}")
     scene = Scene(kind, float(width_m), float(height_m), float(gsd_m), int(seed))
+    scene.possible_classes = PLACED_CLASSES.get(kind, ())
     rng = np.random.default_rng([int(seed), 0x5CE4E])
     placer = _Placer(scene, rng)
     W, H = scene.width_m, scene.height_m

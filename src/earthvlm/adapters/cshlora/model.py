@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +25,7 @@ from earthvlm.adapters.context import ScaleContext
 from earthvlm.adapters.cshlora.config import CSHLoRAConfig
 from earthvlm.adapters.cshlora.layer import CSHLoRALinear
 from earthvlm.errors import EarthVLMError
+from earthvlm.io import atomic_dir
 
 PREFIX = "cshlora_"
 CONFIG_NAME = "adapter_config.json"
@@ -113,9 +112,7 @@ def save_cshlora(
     if info is None:
         raise EarthVLMError("this model has no CS-HLoRA layers to save (inject or load first)")
     out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         tensors = adapter_state_dict(model)
         for k, v in (extra_tensors or {}).items():
             if k in tensors:
@@ -132,16 +129,11 @@ def save_cshlora(
             "earthvlm_version": __version__,
             "provenance": provenance or {},
         }
+        # the config is written last: its presence marks a complete adapter
         with open(tmp / CONFIG_NAME, "w", encoding="utf-8") as f:
             json.dump(meta, f, indent=2, sort_keys=True)
             f.flush()
             os.fsync(f.fileno())
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
