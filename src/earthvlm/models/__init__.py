@@ -12,14 +12,12 @@ This layer imports torch and transformers; the layers below it do not.
 
 from .backbone import (
     BOX_FRAME,
-    META_FILE,
     Backbone,
     build_tiny_backbone,
-    load_backbone,
     pool_merged_tokens,
     pooled_vision_features,
-    save_backbone,
 )
+from .checkpoint import META_FILE, load_backbone, save_backbone
 from .processor import (
     FAMILIES,
     EarthQwen2_5_VLProcessor,

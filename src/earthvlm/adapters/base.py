@@ -1,0 +1,247 @@
+"""What every scale-conditioned adapter method shares: walk, inject, save, load.
+
+A method (CS-HLoRA, bucketed MoE-LoRA, ...) is described once by an :class:`AdapterMethod`:
+its name, its parameter prefix, its config class and how to wrap one linear layer. The
+functions here do the rest for every method.
+
+Saved adapters are a folder with ``adapter.safetensors`` (every prefixed tensor by
+parameter path, plus extra tensors such as the SSE-U head) and ``adapter_config.json``
+(method, config, wrapped module paths, package version, provenance), written last as
+the completeness marker. Loading re-injects the layers from the saved config and
+refuses to continue unless every saved tensor found its layer and every layer got its
+tensors: a silent fall-back to plain LoRA (or to no adapter) is the trap this guards
+against.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from earthvlm import __version__
+from earthvlm.adapters.context import ScaleContext
+from earthvlm.errors import EarthVLMError
+from earthvlm.io import atomic_dir
+
+CONFIG_NAME = "adapter_config.json"
+WEIGHTS_NAME = "adapter.safetensors"
+_ATTR = "_earthvlm_adapter"
+
+
+@dataclass(frozen=True)
+class AdapterMethod:
+    """One adapter method.
+
+    Attributes:
+        name: Saved in the adapter config (``cshlora``, ``moelora``).
+        prefix: Prefix of its trainable parameter names (drives freezing and saving).
+        config_cls: Its config dataclass (fields ``target_modules``, ``within``,
+            methods ``to_dict`` / ``from_dict``).
+        layer_cls: The wrapper layer class.
+        make_layer: Wraps one linear layer: ``(base, config, context) -> layer``.
+    """
+
+    name: str
+    prefix: str
+    config_cls: type
+    layer_cls: type
+    make_layer: Callable[[nn.Module, Any, ScaleContext], nn.Module]
+
+
+#: Method name -> "module:attribute" of its AdapterMethod (imported on first use).
+METHODS: dict[str, str] = {
+    "cshlora": "earthvlm.adapters.cshlora.model:METHOD",
+    "moelora": "earthvlm.adapters.moelora.model:METHOD",
+}
+
+
+def get_method(name: str) -> AdapterMethod:
+    """The registered method called ``name`` (with a "did you mean" on a miss)."""
+    if name not in METHODS:
+        import difflib
+
+        near = difflib.get_close_matches(name, METHODS, n=1)
+        hint = f"; did you mean {near[0]!r}?" if near else ""
+        raise EarthVLMError(f"unknown adapter method {name!r}{hint} Known: {sorted(METHODS)}")
+    module, _, attr = METHODS[name].partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def target_names(model: nn.Module, config: Any) -> list[str]:
+    """Paths of the linear layers a config targets (last path component in
+    ``target_modules``, under a ``within`` module)."""
+    names = []
+    for name, module in model.named_modules():
+        parts = name.split(".")
+        # nn.Linear, and quantised linears (bitsandbytes Linear4bit subclasses nn.Linear)
+        if (
+            parts[-1] in config.target_modules
+            and config.within in parts
+            and isinstance(module, nn.Linear)
+        ):
+            names.append(name)
+    return names
+
+
+def adapter_layers(model: nn.Module, method: AdapterMethod) -> dict[str, nn.Module]:
+    """Every layer of ``method`` in the model, by module path."""
+    return {n: m for n, m in model.named_modules() if isinstance(m, method.layer_cls)}
+
+
+def inject(
+    model: nn.Module, method: AdapterMethod, config: Any, context: ScaleContext | None = None
+) -> ScaleContext:
+    """Wrap every targeted linear layer in ``method``'s layer, in place; freeze the rest.
+
+    Returns:
+        The shared scale context the layers read.
+
+    Raises:
+        EarthVLMError: If nothing matches the config or the model already has an adapter.
+    """
+    if getattr(model, _ATTR, None) is not None:
+        raise EarthVLMError("the model already has an adapter; load or merge, do not inject twice")
+    names = target_names(model, config)
+    if not names:
+        raise EarthVLMError(
+            f"no linear layer named {list(config.target_modules)} under a "
+            f"'{config.within}' module: check target_modules / within for this backbone"
+        )
+    ctx = context or ScaleContext()
+    for name in names:
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        setattr(parent, child, method.make_layer(getattr(parent, child), config, ctx))
+    for pname, p in model.named_parameters():
+        p.requires_grad_(method.prefix in pname)
+    setattr(model, _ATTR, {"method": method, "config": config, "context": ctx, "modules": names})
+    return ctx
+
+
+def adapter_info(model: nn.Module) -> dict[str, Any] | None:
+    """The injected adapter's method, config, context and modules (``None`` if none)."""
+    return getattr(model, _ATTR, None)
+
+
+def save_adapter(
+    model: nn.Module,
+    out_dir: str | Path,
+    *,
+    extra_tensors: dict[str, torch.Tensor] | None = None,
+    provenance: dict[str, Any] | None = None,
+) -> Path:
+    """Save the model's adapter (and extra tensors, e.g. the SSE-U head) atomically."""
+    info = adapter_info(model)
+    if info is None:
+        raise EarthVLMError("this model has no adapter to save (inject or load first)")
+    method: AdapterMethod = info["method"]
+    out = Path(out_dir)
+    with atomic_dir(out) as tmp:
+        tensors = {
+            n: p.detach().cpu().contiguous()
+            for n, p in model.named_parameters()
+            if method.prefix in n
+        }
+        for k, v in (extra_tensors or {}).items():
+            if k in tensors:
+                raise EarthVLMError(f"extra tensor {k!r} clashes with an adapter tensor")
+            tensors[k] = v.detach().cpu().contiguous()
+        save_file(
+            tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "earthvlm": __version__}
+        )
+        meta = {
+            "adapter": method.name,
+            "config": info["config"].to_dict(),
+            "modules": info["modules"],
+            "extra_tensors": sorted(extra_tensors or {}),
+            "earthvlm_version": __version__,
+            "provenance": provenance or {},
+        }
+        # the config is written last: its presence marks a complete adapter
+        with open(tmp / CONFIG_NAME, "w", encoding="utf-8") as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+    return out
+
+
+def load_adapter(
+    model: nn.Module,
+    adapter_dir: str | Path,
+    context: ScaleContext | None = None,
+    *,
+    expect: str | None = None,
+) -> tuple[ScaleContext, dict[str, torch.Tensor]]:
+    """Inject the saved adapter's method into ``model`` and load its weights.
+
+    Args:
+        model: The base model (no adapter yet).
+        adapter_dir: A folder written by :func:`save_adapter`.
+        context: A scale context to share (a new one by default).
+        expect: Refuse an adapter of another method.
+
+    Returns:
+        The scale context and the extra tensors saved with the adapter.
+
+    Raises:
+        EarthVLMError: If the folder is incomplete, of another method, or any saved tensor
+            does not match a layer of this model (or vice versa): never a partial load.
+    """
+    d = Path(adapter_dir)
+    cfg_path, w_path = d / CONFIG_NAME, d / WEIGHTS_NAME
+    if not cfg_path.is_file() or not w_path.is_file():
+        raise EarthVLMError(f"{d}: not a complete adapter (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
+    meta = json.loads(cfg_path.read_text(encoding="utf-8"))
+    name = meta.get("adapter")
+    if expect is not None and name != expect:
+        raise EarthVLMError(f"{cfg_path}: adapter type {name!r}, expected {expect!r}")
+    method = get_method(str(name))
+    config = method.config_cls.from_dict(meta["config"])
+    ctx = inject(model, method, config, context)
+    tensors = load_file(str(w_path))
+    extra_names = set(meta.get("extra_tensors", []))
+    extra = {k: tensors.pop(k) for k in list(tensors) if k in extra_names}
+    own = dict(model.named_parameters())
+    expected = {n for n in own if method.prefix in n}
+    missing, unexpected = expected - set(tensors), set(tensors) - expected
+    if missing or unexpected:
+        raise EarthVLMError(
+            f"{d}: adapter does not fit this model: {len(missing)} tensor(s) missing "
+            f"(e.g. {sorted(missing)[:2]}), {len(unexpected)} unexpected (e.g. "
+            f"{sorted(unexpected)[:2]}); was it saved from another backbone?"
+        )
+    with torch.no_grad():
+        for pname, value in tensors.items():
+            p = own[pname]
+            if p.shape != value.shape:
+                raise EarthVLMError(
+                    f"{d}: {pname} has shape {tuple(value.shape)}, model {tuple(p.shape)}"
+                )
+            p.copy_(value.to(p.dtype))
+    if set(meta.get("modules", [])) != set(adapter_layers(model, method)):
+        raise EarthVLMError(f"{d}: the adapted modules differ from those saved")
+    return ctx, extra
+
+
+def remove_adapter(model: nn.Module, replace: Callable[[str, nn.Module], nn.Module]) -> int:
+    """Replace every adapter layer by ``replace(path, layer)`` and forget the adapter."""
+    info = adapter_info(model)
+    if info is None:
+        return 0
+    layers = adapter_layers(model, info["method"])
+    for name, layer in layers.items():
+        parent_name, _, child = name.rpartition(".")
+        setattr(
+            model.get_submodule(parent_name) if parent_name else model, child, replace(name, layer)
+        )
+    delattr(model, _ATTR)
+    return len(layers)

@@ -1,0 +1,72 @@
+"""One bucketed MoE-LoRA layer: K LoRA experts, each sample (or token) routed to the
+expert of its GSD bucket. Hard routing: exactly one expert is active."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from earthvlm.adapters.context import ScaleContext
+
+
+class MoELoRALinear(nn.Module):
+    """A linear layer plus K bucket-routed LoRA experts (``moelora_`` parameters)."""
+
+    def __init__(
+        self,
+        base_layer: nn.Module,
+        *,
+        n_experts: int,
+        r: int,
+        scaling: float,
+        dropout: float,
+        log10_boundaries: list[float],
+        context: ScaleContext,
+    ) -> None:
+        super().__init__()
+        self.base_layer = base_layer
+        in_f, out_f = base_layer.in_features, base_layer.out_features
+        weight = getattr(base_layer, "weight", None)
+        dtype = weight.dtype if weight is not None and weight.is_floating_point() else torch.float32
+        device = weight.device if weight is not None else None
+        self.moelora_A = nn.Parameter(torch.empty(n_experts, r, in_f, device=device, dtype=dtype))
+        self.moelora_B = nn.Parameter(torch.zeros(n_experts, out_f, r, device=device, dtype=dtype))
+        for k in range(n_experts):
+            nn.init.kaiming_uniform_(self.moelora_A.data[k], a=math.sqrt(5))
+        self.register_buffer(
+            "edges", torch.tensor(log10_boundaries, dtype=torch.float32), persistent=False
+        )
+        self.scaling, self.n_experts, self.r = scaling, n_experts, r
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        object.__setattr__(self, "context", context)
+
+    @property
+    def in_features(self) -> int:
+        return self.base_layer.in_features
+
+    @property
+    def out_features(self) -> int:
+        return self.base_layer.out_features
+
+    def route(self, s: torch.Tensor) -> torch.Tensor:
+        """Expert index of each scale: the bucket ``s`` falls in (edges go to the coarser)."""
+        return torch.bucketize(s.float(), self.edges.to(s.device), right=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base_layer(x)
+        batch, seq = (x.shape[0], x.shape[1]) if x.dim() == 3 else (x.shape[0], 1)
+        expert = self.route(self.context.for_batch(batch, seq))  # (B,) or (B, T)
+        if x.dim() == 3 and expert.dim() == 1:
+            expert = expert[:, None].expand(batch, seq)
+        xd = self.dropout(x)
+        delta = torch.zeros_like(y)
+        for k in range(self.n_experts):
+            mask = (expert == k).to(x.dtype)[..., None]
+            if not mask.any():
+                continue
+            z = F.linear(xd, self.moelora_A[k].to(x.dtype))
+            delta = delta + F.linear(z, self.moelora_B[k].to(x.dtype)) * mask
+        return y + delta * self.scaling
