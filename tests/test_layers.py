@@ -29,7 +29,9 @@ LAYERS: dict[str, set[str]] = {
     # the ScaleEarth wrapper)
     "adapters": {"adapters", "scale", "geo"},
     "models": {"models", "adapters", "data", "scale", "geo"},
-    "cli": {"cli", "models", "adapters", "synth", "data", "scale", "geo"},
+    # the SFT loop: builds models and adapters, reads data (and generates synthetic data)
+    "train": {"train", "models", "adapters", "data", "synth", "scale", "geo"},
+    "cli": {"cli", "train", "models", "adapters", "synth", "data", "scale", "geo"},
 }
 #: Top-level modules (``earthvlm/errors.py``, ``earthvlm/io.py``, ``earthvlm/__init__.py``):
 #: importable from every layer, and themselves importing no subpackage.

@@ -153,7 +153,8 @@ def test_merged_model_equals_unmerged_at_that_gsd(gsd: float, family: str) -> No
     unmerged = model(input_ids=IDS).logits
     assert merge_cshlora(model, s) == 14
     assert not gated_layers(model)
-    torch.testing.assert_close(model(input_ids=IDS).logits, unmerged, rtol=1e-4, atol=1e-5)
+    # float32 re-association only: ~1e-5 on logits of ~0.6 (the adapter moves them ~0.1-1)
+    torch.testing.assert_close(model(input_ids=IDS).logits, unmerged, rtol=1e-4, atol=2e-4)
 
 
 def test_gate_follows_beam_and_return_sequence_expansion(family: str) -> None:

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from earthvlm import __version__
+from earthvlm.cli.train import train_command
 
 app = typer.Typer(
     name="earthvlm",
@@ -28,6 +29,7 @@ app = typer.Typer(
 )
 records_app = typer.Typer(help="Check and inspect JSONL record files.", no_args_is_help=True)
 app.add_typer(records_app, name="records")
+app.command("train")(train_command)
 
 console = Console()
 err_console = Console(stderr=True)

@@ -2,8 +2,8 @@
 
     z = GELU(W LN(f)),  mu = W_mu z,  log sigma^2 = clamp(W_sigma z, -10, 4)
 
-trained with the Gaussian negative log-likelihood on exact-GSD samples only. Parameters
-carry the ``sseu_`` prefix in saved adapters.
+trained with the Gaussian negative log-likelihood on exact-GSD samples only. Saved with
+an adapter as extra tensors named ``sseu.<parameter>``.
 """
 
 from __future__ import annotations

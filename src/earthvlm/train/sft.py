@@ -1,0 +1,480 @@
+"""The supervised fine-tuning loop: ScaleEarth stage 1 and stage 2, one loop for both.
+
+Read top to bottom: set up (accelerator, data, model, optimiser, resume), then for each
+optimiser step: the step's batch from the sampler, ``grad_accum`` micro-batches through
+the model, the joint loss, clip, step, log, checkpoint.
+
+    stage 1:  L = L_VLM                                    (sec. 3.1)
+    stage 2:  L = L_VLM(s_eff) + lambda_gsd(t) * L_nll     (Eq. 4)
+
+Stages and adapters are configuration (:mod:`earthvlm.train.config`), not copies of
+this loop. The loop runs on ``accelerate``: unchanged on one CPU process, on several
+GPUs with ``accelerate launch`` (DDP; ``configs/accelerate/*.yaml`` for ZeRO-3/FSDP).
+
+Where this departs from the paper (and why):
+
+* Table 6's BalancedScaleSampler constraint ("each mini-batch ... exact-GSD ratio 0.25,
+  at least two distinct scale bins") is applied to the batch of one optimiser step
+  (batch x accumulation x processes): with one sample per device a micro-batch could
+  never hold two bins.
+* Warm-up starts at ``1 / warmup_steps``, not 0 (:mod:`earthvlm.train.schedule`).
+* Weight decay skips vectors and scalars (biases, norms, CS-HLoRA thresholds and
+  sharpness), as HF Trainer does; the paper does not say.
+* Samples longer than ``data.max_length`` are dropped and counted, not truncated.
+
+Resuming: checkpoints are taken after whole optimiser steps and hold the sampler
+position, optimiser moments, schedule step and RNG states; Eq. 4's draws are seeded
+per micro-batch from the run seed and the step. A run stopped at step k and resumed
+gives the weights and losses of the uninterrupted run (tests/train/test_resume.py).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate import Accelerator, DistributedDataParallelKwargs
+from accelerate.utils import set_seed
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from torch.utils.data import DataLoader
+
+from earthvlm.data.collate import Collator
+from earthvlm.data.ledger import Ledger
+from earthvlm.errors import EarthVLMError
+from earthvlm.io import atomic_write_text
+from earthvlm.train import checkpoint as ckpt_io
+from earthvlm.train.config import TrainConfig, dump_config
+from earthvlm.train.data import (
+    dataset_root,
+    ensure_dataset,
+    make_sampler,
+    mean_exact_log10_gsd,
+    micro_batches,
+    read_training_records,
+    sample_gsd,
+    total_steps,
+)
+from earthvlm.train.metrics import MetricsLog, gate_means, sseu_abs_error
+from earthvlm.train.model import build_model, gated, param_groups, save_weights
+from earthvlm.train.schedule import cosine_with_warmup, lambda_gsd
+
+#: Config fields that may change between a run and its resumption.
+RESUMABLE_CHANGES = {
+    "resume", "stop_after", "progress", "log_every", "save_every", "keep_last",
+    "data.num_workers",
+}  # fmt: skip
+#: Failure checks start after this many samples have been read.
+MIN_SAMPLES_FOR_FAILURE_CHECK = 32
+
+
+@dataclass
+class TrainResult:
+    """What a call to :func:`train` did.
+
+    Attributes:
+        run_dir: The run folder.
+        step: The global step reached.
+        total_steps: Steps of the whole run.
+        checkpoint: The last checkpoint written (or resumed from).
+        resumed_from: The checkpoint the run resumed from, if any.
+        ledger: Counts of the samples read (ok / failed with reasons).
+        metrics: The rows logged by this call.
+        finished: True when ``step == total_steps``.
+    """
+
+    run_dir: Path
+    step: int
+    total_steps: int
+    checkpoint: Path | None
+    resumed_from: Path | None
+    ledger: Ledger
+    metrics: list[dict[str, Any]] = field(default_factory=list)
+    finished: bool = False
+
+
+def _mixed_precision(precision: str) -> str:
+    bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and not bf16_ok:
+        raise EarthVLMError(
+            "precision=bf16 needs a CUDA device with bf16 support; this machine has none. "
+            "Use precision=auto (bf16 where supported, else fp32) or fp32"
+        )
+    return "bf16" if precision == "bf16" or (precision == "auto" and bf16_ok) else "no"
+
+
+def _config_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    out = []
+    for key in sorted(set(saved) | set(current)):
+        path = f"{prefix}{key}"
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += _config_changes(a, b, path + ".")
+        elif a != b and path not in RESUMABLE_CHANGES:
+            out.append(f"{path}: {a!r} -> {b!r}")
+    return out
+
+
+def _set_lrs(optimizer: torch.optim.Optimizer, mult: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = group["base_lr"] * mult
+
+
+def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
+    """Run (or resume) the SFT run that ``cfg`` describes.
+
+    Args:
+        cfg: The run config.
+        console: Where progress and messages go (default: stderr).
+
+    Returns:
+        A :class:`TrainResult`.
+
+    Raises:
+        EarthVLMError: Missing data or weights, a config that differs from the one the
+            checkpoint was written with, or too many failed samples.
+    """
+    console = console or Console(stderr=True)
+    o, a = cfg.optim, cfg.adapter
+    accelerator = Accelerator(
+        gradient_accumulation_steps=o.grad_accum,
+        mixed_precision=_mixed_precision(cfg.precision),
+        # stage 2: a text-only micro-batch leaves the SSE-U head out of the graph
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.stage == 2)],
+    )
+    main = accelerator.is_main_process
+    say = console.print if main else (lambda *args, **kw: None)
+    run_dir = cfg.run_dir
+    set_seed(cfg.seed)
+
+    # -- data: records, the sampler of optimiser-step batches ---------------------------
+    if main and ensure_dataset(cfg.data):
+        say(f"generated a synthetic dataset at {Path(cfg.data.records).parent}")
+    accelerator.wait_for_everyone()
+    record_set = read_training_records(cfg.data)
+    records = record_set.records
+    say(record_set.ledger.summary())
+    procs, accum, per_device = accelerator.num_processes, o.grad_accum, o.batch_size
+    sampler = make_sampler(
+        cfg.data, [sample_gsd(r) for r in records], per_device * accum * procs, cfg.seed
+    )
+    steps_per_epoch = len(sampler)
+    total = total_steps(steps_per_epoch, o.epochs, o.max_steps)
+    stop = min(total, cfg.stop_after) if cfg.stop_after else total
+
+    # -- resume ---------------------------------------------------------------------------
+    resumed_from = ckpt_io.latest_checkpoint(run_dir) if cfg.resume else None
+    state = ckpt_io.load_state(resumed_from) if resumed_from else None
+    if state is not None:
+        changes = _config_changes(state["config"], cfg.to_dict())
+        if changes:
+            raise EarthVLMError(
+                f"{resumed_from} was written with a different config ({'; '.join(changes)}); "
+                "restore it, start a new run name, or set resume=false"
+            )
+    elif not cfg.resume and ckpt_io.latest_checkpoint(run_dir):
+        # a fresh run among an old run's checkpoints would later resume from the wrong one
+        raise EarthVLMError(
+            f"resume=false but {run_dir} holds checkpoints of an earlier run; choose another "
+            "name, delete the folder, or set resume=true"
+        )
+
+    # -- model, optimiser -----------------------------------------------------------------
+    device_map = {"": accelerator.local_process_index} if torch.cuda.is_available() else "cpu"
+    parts = build_model(
+        cfg, init_mu=mean_exact_log10_gsd(records), weights_from=resumed_from,
+        device_map=device_map,
+    )  # fmt: skip
+    ds = accelerator.state.deepspeed_plugin
+    if ds is not None:
+        # the recipe, not the launcher's file, owns these; ZeRO clips inside its engine
+        ds.deepspeed_config.update(
+            train_micro_batch_size_per_gpu=per_device, gradient_accumulation_steps=accum,
+            gradient_clipping=o.max_grad_norm,
+        )  # fmt: skip
+    groups = param_groups(cfg, parts.module)
+    trainable = [p for g in groups for p in g["params"]]
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps)
+    module, optimizer = accelerator.prepare(parts.module, optimizer)
+    module.train()
+    step, epoch, batch_in_epoch = 0, 0, 0
+    if state is not None:
+        ckpt_io.load_optimizer(resumed_from, optimizer, state)
+        ckpt_io.restore_rng(resumed_from, state)
+        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        say(f"resuming from {resumed_from} (step {step} of {total})")
+    collator = Collator(parts.backbone, dataset_root(cfg.data), max_length=cfg.data.max_length)
+    layers = gated(parts)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    log = MetricsLog(run_dir / "metrics.jsonl", keep_through_step=step if state else None)
+    n_train = sum(p.numel() for p in trainable)
+    say(
+        f"run folder: {run_dir}\nstage {cfg.stage}, adapter {a.kind if cfg.stage == 2 else '-'}"
+        f", {n_train:,} trainable parameters, {len(records)} records, {total} steps of "
+        f"{per_device * accum * procs} samples, {accelerator.device}, "
+        f"precision {accelerator.mixed_precision}"
+    )
+
+    # -- the loop -------------------------------------------------------------------------
+    ledger = Ledger(stage="train samples")
+    logged: list[dict[str, Any]] = []
+    last_ckpt = resumed_from
+    progress = Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
+        console=console, disable=not (cfg.progress and main),
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    with progress:
+        bar = progress.add_task(f"stage {cfg.stage}", total=total, completed=step, info="")
+        while step < stop:
+            sampler.set_epoch(epoch)
+            batches = list(sampler)[batch_in_epoch:]
+            micro = [
+                mb
+                for i, batch in enumerate(batches)
+                for mb in micro_batches(
+                    batch, batch_size=per_device, grad_accum=accum,
+                    process_index=accelerator.process_index, num_processes=procs,
+                    seed=f"{cfg.seed}:{epoch}:{batch_in_epoch + i}",
+                )
+            ]  # fmt: skip
+            # its own generator: creating the iterator must not draw from the global RNG
+            # (a resumed run creates it at another step than the uninterrupted one)
+            loader = DataLoader(
+                records, batch_sampler=micro, collate_fn=collator,
+                num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(epoch),
+            )  # fmt: skip
+            micro_iter = iter(loader)
+            for _ in batches:
+                if step >= stop:
+                    break
+                _set_lrs(optimizer, cosine_with_warmup(step, total, o.warmup_ratio))
+                lam = lambda_gsd(
+                    step, total, warmup=a.lambda_gsd_warmup, steady=a.lambda_gsd,
+                    frac=a.lambda_warmup_frac,
+                ) if cfg.stage == 2 else 0.0  # fmt: skip
+                sums: dict[str, float] = {}
+                counts = {"micro": 0, "exact": 0, "gates": 0}
+                grad_norm = float("nan")
+                for j in range(accum):
+                    batch = next(micro_iter)
+                    ledger.merge(batch.ledger)
+                    with accelerator.accumulate(module):
+                        if len(batch) == 0:
+                            # every sample failed: a zero loss keeps processes in step
+                            loss = sum(p.sum() * 0.0 for p in trainable)
+                        else:
+                            inputs = {k: v.to(accelerator.device) for k, v in batch.inputs.items()}
+                            seed = ((cfg.seed * 1_000_003 + step) * accum + j) * procs
+                            loss_vlm, loss_nll = module(
+                                inputs, batch.gsds, seed=seed + accelerator.process_index
+                            )
+                            loss = loss_vlm + lam * loss_nll
+                            if not math.isfinite(loss.item()):
+                                raise EarthVLMError(
+                                    f"the loss is {loss.item()} at step {step + 1} (records "
+                                    f"{batch.ids[:4]}); lower optim.lr or check those samples"
+                                )
+                            _measure(sums, counts, loss, loss_vlm, loss_nll, inputs, batch)
+                            if parts.scale is not None:
+                                _measure_scale(sums, counts, parts, layers, batch.gsds)
+                        accelerator.backward(loss)
+                        if accelerator.sync_gradients:
+                            norm = accelerator.clip_grad_norm_(
+                                trainable, o.max_grad_norm or math.inf
+                            )
+                            grad_norm = float(norm) if norm is not None else math.nan
+                        optimizer.step()
+                        optimizer.zero_grad(set_to_none=True)
+                step += 1
+                batch_in_epoch += 1
+                if batch_in_epoch >= steps_per_epoch:
+                    epoch, batch_in_epoch = epoch + 1, 0
+
+                # -- log ------------------------------------------------------------------
+                row = _row(step, sums, counts, lam, optimizer, grad_norm, ledger, t0)
+                row = _reduce(accelerator, row)
+                if main and step % cfg.log_every == 0:
+                    log.write(row)
+                logged.append(row)
+                info = f"loss {row['loss']:.4f}" if row.get("loss") is not None else ""
+                progress.update(bar, completed=step, info=info)
+                _check_failures(ledger, cfg.data.max_failed_fraction)
+
+                # -- checkpoint -----------------------------------------------------------
+                if (cfg.save_every and step % cfg.save_every == 0) or step == stop:
+                    last_ckpt = _save(
+                        cfg, accelerator, parts, optimizer, run_dir, step, epoch,
+                        batch_in_epoch, total, row,
+                    )  # fmt: skip
+
+    finished = step >= total
+    if procs > 1:
+        ledger = _gather_ledger(ledger)
+    if main and finished and last_ckpt is not None:
+        ckpt_io.mark_final(run_dir, last_ckpt)
+    if main:
+        summary = {
+            "step": step, "total_steps": total, "finished": finished,
+            "checkpoint": str(last_ckpt) if last_ckpt else None,
+            "resumed_from": str(resumed_from) if resumed_from else None,
+            "seconds": round(time.perf_counter() - t0, 2), "samples": ledger.to_dict(),
+            "records": record_set.ledger.to_dict(),
+        }  # fmt: skip
+        atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2) + "\n")
+    say(ledger.summary())
+    say(
+        f"{'finished' if finished else 'stopped'} at step {step}/{total}; "
+        f"checkpoint: {last_ckpt}; run folder: {run_dir}"
+    )
+    accelerator.wait_for_everyone()
+    return TrainResult(run_dir, step, total, last_ckpt, resumed_from, ledger, logged, finished)
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def _add(sums: dict[str, float], key: str, value: float) -> None:
+    sums[key] = sums.get(key, 0.0) + value
+
+
+def _measure(
+    sums: dict[str, float],
+    counts: dict[str, int],
+    loss: torch.Tensor,
+    loss_vlm: torch.Tensor,
+    loss_nll: torch.Tensor,
+    inputs: dict[str, torch.Tensor],
+    batch: Any,
+) -> None:
+    """Add one micro-batch's losses and label tokens to the step's sums."""
+    _add(sums, "loss", loss.item())
+    _add(sums, "loss_vlm", loss_vlm.item())
+    _add(sums, "loss_nll", loss_nll.item())
+    _add(sums, "label_tokens", float((inputs["labels"] != -100).sum()))
+    counts["micro"] += 1
+
+
+def _measure_scale(
+    sums: dict[str, float], counts: dict[str, int], parts: Any, layers: dict, gsds: list
+) -> None:
+    """Add the scale path's view of the micro-batch: SSE-U error, gates per rank group."""
+    last = parts.scale.last
+    err, n = sseu_abs_error(last.mu, gsds)
+    _add(sums, "sseu_abs_err", err)
+    counts["exact"] += n
+    gates = gate_means(layers, last.s_image, parts.cshlora)
+    for k, v in gates.items():
+        _add(sums, k, v)
+    counts["gates"] += bool(gates)
+
+
+def _row(
+    step: int,
+    sums: dict[str, float],
+    counts: dict[str, int],
+    lam: float,
+    optimizer: torch.optim.Optimizer,
+    grad_norm: float,
+    ledger: Ledger,
+    t0: float,
+) -> dict[str, Any]:
+    """One metrics line: micro-batch means of the step, learning rates, gates, counts."""
+    n = max(1, counts["micro"])
+    row: dict[str, Any] = {"step": step}
+    for key in ("loss", "loss_vlm", "loss_nll"):
+        row[key] = sums[key] / n if key in sums else None
+    row["lambda"] = lam
+    main = [g for g in optimizer.param_groups if g["name"] in ("adapter", "llm_projector")]
+    row["lr"] = (main or optimizer.param_groups)[0]["lr"]
+    for group in optimizer.param_groups:
+        row.setdefault(f"lr_{group['name']}", group["lr"])
+    row["grad_norm"] = grad_norm
+    for key, value in sums.items():
+        if key.startswith("gate_"):
+            row[key] = value / max(1, counts["gates"])
+    if counts["exact"]:
+        row["sseu_abs_err"] = sums["sseu_abs_err"] / counts["exact"]
+    row["label_tokens"] = int(sums.get("label_tokens", 0))
+    row["samples_ok"], row["samples_failed"] = ledger.ok, ledger.n_failed
+    row["seconds"] = round(time.perf_counter() - t0, 3)
+    return row
+
+
+def _reduce(accelerator: Accelerator, row: dict[str, Any]) -> dict[str, Any]:
+    """Average the float metrics over processes (one process: unchanged)."""
+    if accelerator.num_processes == 1:
+        return row
+    keys = [k for k, v in row.items() if isinstance(v, float) and k != "seconds"]
+    values = torch.tensor([row[k] for k in keys], device=accelerator.device)
+    values = accelerator.reduce(values, reduction="mean")
+    return {**row, **dict(zip(keys, values.tolist(), strict=True))}
+
+
+def _gather_ledger(ledger: Ledger) -> Ledger:
+    """The sum of every process's ledger (each counts the samples it read)."""
+    from accelerate.utils import gather_object
+
+    total = Ledger(stage=ledger.stage)
+    for d in gather_object([ledger.to_dict()]):
+        total.read += d["read"]
+        total.ok += d["ok"]
+        total.skipped.update(d["skipped"])
+        total.failed.update(d["failed"])
+    return total
+
+
+def _check_failures(ledger: Ledger, max_fraction: float) -> None:
+    if (
+        ledger.read >= MIN_SAMPLES_FOR_FAILURE_CHECK
+        and ledger.n_failed > max_fraction * ledger.read
+    ):
+        raise EarthVLMError(
+            f"{ledger.n_failed} of {ledger.read} samples failed ({ledger.summary()}), more "
+            f"than data.max_failed_fraction={max_fraction}; fix the data (earthvlm records "
+            "check) or raise the limit"
+        )
+
+
+def _save(
+    cfg: TrainConfig,
+    accelerator: Accelerator,
+    parts: Any,
+    optimizer: torch.optim.Optimizer,
+    run_dir: Path,
+    step: int,
+    epoch: int,
+    batch_in_epoch: int,
+    total: int,
+    row: dict[str, Any],
+) -> Path:
+    accelerator.wait_for_everyone()
+    path = run_dir / f"checkpoint-{step}"
+    if accelerator.is_main_process:
+        info = {"step": step, "config": cfg.to_dict(), **ckpt_io.provenance()}
+        state = {
+            "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
+            "total_steps": total, "config": cfg.to_dict(), "metrics": row,
+            "scheduler": {
+                "kind": "cosine_with_warmup", "step": step, "total_steps": total,
+                "warmup_ratio": cfg.optim.warmup_ratio,
+            },
+        }  # fmt: skip
+        path = ckpt_io.save_checkpoint(
+            run_dir, step, write_weights=lambda out: save_weights(cfg, parts, out, info),
+            optimizer=optimizer, state=state, keep_last=cfg.keep_last,
+        )  # fmt: skip
+    accelerator.wait_for_everyone()
+    return path
+
+
+__all__ = ["TrainResult", "train"]
