@@ -1,7 +1,8 @@
 """CS-HLoRA speed against peft LoRA and the base model, measured in the same run.
 
-Model: a Qwen3-VL language model of ~60M parameters (random weights; text only, which
-is where the adapters live), batch 4. Adapters: rank 64 on every language-model linear.
+Model: a Qwen3-VL language model of ~57M parameters (hidden 768, 8 layers; random
+weights; text only, which is where the adapters live), batch 4. Adapters: rank 64 on
+every language-model linear.
 
 * training step (forward + backward + AdamW step): CS-HLoRA / peft LoRA (target <= 1.03);
 * greedy generation: CS-HLoRA / unmerged peft LoRA (target <= 1.01), per-decode-step cost;
@@ -31,15 +32,15 @@ TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down
 
 def build(small: bool) -> Qwen3VLForConditionalGeneration:
     torch.manual_seed(0)
-    # mrope_section must sum to head_dim / 2 (8 for head_dim 16, 32 for head_dim 64)
-    hidden, layers, inter = (128, 2, 256) if small else (512, 8, 1536)
+    # mrope_section sums to head_dim / 2 and, interleaved, needs 3 * w <= head_dim / 2
+    hidden, layers, inter, heads = (128, 2, 256, 8) if small else (768, 8, 2048, 12)
     cfg = Qwen3VLConfig(
         text_config={
             "vocab_size": 8192, "hidden_size": hidden, "intermediate_size": inter,
-            "num_hidden_layers": layers, "num_attention_heads": 8, "num_key_value_heads": 4,
-            "head_dim": hidden // 8,
+            "num_hidden_layers": layers, "num_attention_heads": heads, "num_key_value_heads": 4,
+            "head_dim": hidden // heads,
             "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0,
-                                "mrope_section": [2, 3, 3] if small else [8, 12, 12],
+                                "mrope_section": [4, 2, 2] if small else [12, 10, 10],
                                 "mrope_interleaved": True},
         },
         vision_config={"depth": 1, "hidden_size": 32, "intermediate_size": 64, "num_heads": 2,
