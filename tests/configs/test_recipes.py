@@ -88,3 +88,12 @@ def test_accelerate_launcher_configs_parse(path: Path) -> None:
         assert cfg.num_processes == 16  # 4 nodes x 4 GPUs, Tables 4 and 6
     else:
         assert cfg.distributed_type == "FSDP" and cfg.fsdp_config["fsdp_use_orig_params"]
+
+
+def test_b3_is_b2_with_the_gsd_in_the_prompt() -> None:
+    from dataclasses import replace
+
+    b2, b3 = _load("stage2_lora_b2"), _load("stage2_gsdtext_b3")
+    assert b3.data.gsd_as_text and not b2.data.gsd_as_text
+    assert b3.adapter == b2.adapter and b3.optim == b2.optim and b3.model == b2.model
+    assert replace(b3.data, gsd_as_text=False) == b2.data

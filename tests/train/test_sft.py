@@ -211,3 +211,25 @@ def test_bf16_on_cpu_is_a_clear_error(tiny_config: Make) -> None:
 def test_missing_records_without_a_synth_recipe_say_what_to_do(tiny_config: Make) -> None:
     with pytest.raises(EarthVLMError, match=r"data\.synth"):
         train(tiny_config("data.records=/nonexistent/records.jsonl"))
+
+
+def test_gsd_as_text_puts_each_images_gsd_in_the_prompt(tmp_path) -> None:
+    from earthvlm.data.jsonl import write_records
+    from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart
+    from earthvlm.scale.gsd import GSD
+    from earthvlm.train.config import DataConfig
+    from earthvlm.train.data import read_training_records
+
+    rec = Record(
+        id="a", task="vqa", source="t",
+        images=[ImageRef(path="a.tif", gsd=GSD.exact(0.3))],
+        messages=[
+            Message(role="user", content=[ImagePart(index=0), TextPart(text="What is it?")]),
+            Message(role="assistant", content="car"),
+        ],
+    )  # fmt: skip
+    write_records([rec], tmp_path / "r.jsonl")
+    plain = read_training_records(DataConfig(records=str(tmp_path / "r.jsonl")))
+    b3 = read_training_records(DataConfig(records=str(tmp_path / "r.jsonl"), gsd_as_text=True))
+    assert plain.records[0].messages[0].text() == "What is it?"
+    assert "0.3 m per pixel" in b3.records[0].messages[0].text()

@@ -129,6 +129,9 @@ class DataConfig:
     max_failed_fraction: float = 0.05
     """Stop the run when more than this share of the samples read so far failed (after
     at least 32): a broken dataset should fail loudly, not train on what is left."""
+    gsd_as_text: bool = False
+    """State each image's GSD in the prompt (:mod:`earthvlm.data.gsd_text`): with
+    ``adapter.kind: lora`` this is the B3 baseline (ScaleEarth App. A.1)."""
 
     def __post_init__(self) -> None:
         if not self.records:

@@ -14,6 +14,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
+from earthvlm.data.gsd_text import with_gsd_text
 from earthvlm.data.jsonl import RecordSet, read_records
 from earthvlm.data.record import Record
 from earthvlm.data.sampler import BalancedScaleSampler
@@ -70,6 +71,8 @@ def read_training_records(cfg: DataConfig) -> RecordSet:
     rs = read_records(cfg.records, root=dataset_root(cfg))
     if not rs.records:
         raise EarthVLMError(f"{cfg.records}: no valid record to train on ({rs.ledger.summary()})")
+    if cfg.gsd_as_text:
+        rs.records = [with_gsd_text(r) for r in rs.records]
     return rs
 
 
