@@ -31,7 +31,9 @@ LAYERS: dict[str, set[str]] = {
     "models": {"models", "adapters", "data", "scale", "geo"},
     # the SFT loop: builds models and adapters, reads data (and generates synthetic data)
     "train": {"train", "models", "adapters", "data", "synth", "scale", "geo"},
-    "cli": {"cli", "train", "models", "adapters", "synth", "data", "scale", "geo"},
+    # diagnostics and (later) benchmarks: beside train, above the model parts
+    "eval": {"eval", "train", "models", "adapters", "data", "synth", "scale", "geo"},
+    "cli": {"cli", "eval", "train", "models", "adapters", "synth", "data", "scale", "geo"},
 }
 #: Top-level modules (``earthvlm/errors.py``, ``earthvlm/io.py``, ``earthvlm/__init__.py``):
 #: importable from every layer, and themselves importing no subpackage.

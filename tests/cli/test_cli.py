@@ -197,7 +197,7 @@ def test_records_check_root_and_must_exist(runner: CliRunner, tmp_path: Path) ->
 
 
 def test_records_check_missing_file(runner: CliRunner, tmp_path: Path) -> None:
-    result = runner.invoke(app, ["records", "check", str(tmp_path / "nope.jsonl")])
+    result = runner.invoke(app, ["records", "check", str(tmp_path / "nope.jsonl")], env=ENV)
     assert result.exit_code == 2
     assert "no such JSONL file" in result.output
 
