@@ -16,6 +16,8 @@ echo "setting up .venv (first run: about a minute)" >&2
 .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
 .venv/bin/python -m pip install -q "torch==2.13.0"
 .venv/bin/python -m pip install -q -e ".[train,dev]"
+# QLoRA (NF4) on CPU: bitsandbytes ships a CPU library; --no-deps, or it pulls CUDA torch
+.venv/bin/python -m pip install -q --no-deps "bitsandbytes==0.50.2"
 if .venv/bin/python -c "import torchvision" 2>/dev/null; then
   echo "error: torchvision is installed in .venv; remove it (pip uninstall torchvision)" >&2
   exit 1
