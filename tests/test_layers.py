@@ -35,9 +35,9 @@ LAYERS: dict[str, set[str]] = {
     "eval": {"eval", "train", "models", "adapters", "data", "synth", "scale", "geo"},
     "cli": {"cli", "eval", "train", "models", "adapters", "synth", "data", "scale", "geo"},
 }
-#: Top-level modules (``earthvlm/errors.py``, ``earthvlm/io.py``, ``earthvlm/__init__.py``):
+#: Top-level modules (``errors``, ``io``, ``provenance``, ``__init__``):
 #: importable from every layer, and themselves importing no subpackage.
-CORE = {"errors", "io", "__init__"}
+CORE = {"errors", "io", "provenance", "__init__"}
 #: Layers that must import without torch and friends, at module level or inside functions.
 TORCH_FREE = {"geo", "scale", "data", "synth"}
 HEAVY = {"torch", "torchvision", "transformers", "peft", "accelerate", "trl"}

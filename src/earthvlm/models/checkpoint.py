@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ import torch
 from earthvlm import __version__
 from earthvlm.errors import EarthVLMError
 from earthvlm.io import atomic_dir
+from earthvlm.provenance import git_commit, package_version
 
 from .backbone import MODEL_CLASSES, Backbone, _backbone
 from .processor import FAMILIES, PROCESSOR_CLASSES, official_chat_template
@@ -39,21 +39,6 @@ _META_KEYS = {
     "torch_version",
     "git_commit",
 }
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return out.stdout.strip() or None
 
 
 def save_backbone(backbone: Backbone, directory: str | Path, *, overwrite: bool = False) -> Path:
@@ -79,21 +64,12 @@ def save_backbone(backbone: Backbone, directory: str | Path, *, overwrite: bool 
             "seed": backbone.seed,
             "box_frame": backbone.box_frame,
             "earthvlm_version": __version__,
-            "transformers_version": _version("transformers"),
+            "transformers_version": package_version("transformers"),
             "torch_version": torch.__version__,
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
     return target
-
-
-def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:

@@ -23,9 +23,7 @@ import os
 import random
 import re
 import shutil
-import subprocess
 from collections.abc import Callable
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +31,9 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from earthvlm import __version__
 from earthvlm.errors import EarthVLMError
 from earthvlm.io import atomic_dir
+from earthvlm.provenance import provenance
 
 COMPLETE_FILE = "COMPLETE"
 STATE_FILE = "trainer_state.json"
@@ -47,25 +45,6 @@ _STATE_KEYS = {
     "format", "step", "epoch", "batch_in_epoch", "total_steps", "scheduler", "optimizer",
     "python_rng", "numpy_rng", "config", "provenance", "metrics",
 }  # fmt: skip
-
-
-def provenance() -> dict[str, Any]:
-    """Package versions and the git commit, for saved artifacts."""
-    out: dict[str, Any] = {"earthvlm": __version__}
-    for pkg in ("torch", "transformers", "peft", "accelerate"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = None
-    try:
-        git = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-            text=True, timeout=5, check=True,
-        )  # fmt: skip
-        out["git_commit"] = git.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        out["git_commit"] = None
-    return out
 
 
 # -- optimiser and RNG state as tensors + JSON ------------------------------------------

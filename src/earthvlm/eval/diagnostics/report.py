@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -23,6 +22,7 @@ import numpy as np
 
 from earthvlm import __version__
 from earthvlm.io import atomic_path, atomic_write_text
+from earthvlm.provenance import git_commit
 
 #: GSD tier boundaries marked on every GSD axis (high | mid | low-A | low-B), metres.
 TIER_BOUNDARIES_M: tuple[float, ...] = (0.2, 1.0, 5.0)
@@ -48,21 +48,6 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines.append("|" + "|".join("---" for _ in header) + "|")
     lines += ["| " + " | ".join(cell(v) for v in r) + " |" for r in rows]
     return "\n".join(lines)
-
-
-def _git_commit() -> str | None:
-    try:
-        git = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            cwd=Path(__file__).parent,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=True,
-        )
-        return git.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _jsonable(v: Any) -> Any:
@@ -111,7 +96,7 @@ def write_report(
     """
     out = Path(path)
     version = __version__
-    commit = _git_commit()
+    commit = git_commit()
     when = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     cfg = _jsonable(dict(config))
     lines = [
