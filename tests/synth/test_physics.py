@@ -179,3 +179,16 @@ def test_homogeneous_scenes_look_the_same_at_every_gsd() -> None:
         assert np.allclose(fine, coarse, rtol=0.15, atol=1.0), (kind, fine, coarse)
     # a scene with scale cues does not: its texture changes with the GSD
     assert not np.allclose(_stats("urban", 0.1), _stats("urban", 10.0), rtol=0.15, atol=1.0)
+
+
+def test_plain_chips_are_flat_and_high_contrast_yet_class_blind() -> None:
+    rng = np.random.default_rng(3)
+    for cls in CHIP_CLASSES:
+        chip = render_chip(cls, rng, style="plain")
+        img = chip.image.astype(float)
+        corner = img[:, :8, :8]  # background only (the object sits near the centre)
+        assert corner.std(axis=(1, 2)).max() < 6  # flat, up to sensor noise
+        centre = img[:, 28:36, 28:36].mean(axis=(1, 2))
+        assert np.abs(centre - corner.mean(axis=(1, 2))).max() > 40  # a bright body
+    with pytest.raises(ValueError, match="style"):
+        render_chip("plane", rng, style="fancy")

@@ -283,6 +283,9 @@ def synth(
         int, typer.Option(help="Ultra-high-resolution scenes (tiled GeoTIFF with overviews).")
     ] = 0,
     uhr_size: Annotated[int, typer.Option(help="UHR scene side in pixels.")] = 8192,
+    chip_style: Annotated[
+        str, typer.Option(help="Chips: 'textured' (hard) or 'plain' (learnable in minutes).")
+    ] = "textured",
     seed: Annotated[int, typer.Option(help="Seed: same seed, byte-identical output.")] = 0,
 ) -> None:
     """Generate a synthetic Earth-observation dataset: GeoTIFFs, records and a manifest."""
@@ -294,7 +297,8 @@ def synth(
         cfg = SynthConfig(
             n_scenes=n, n_chips=chips, size_px=size, gsd_range_m=_parse_range(gsd_range),
             views=tuple(v.strip() for v in views.split(",") if v.strip()),
-            cloud_prob=clouds, n_uhr=uhr, uhr_size_px=uhr_size, seed=seed,
+            cloud_prob=clouds, n_uhr=uhr, uhr_size_px=uhr_size, chip_style=chip_style,
+            seed=seed,
         )  # fmt: skip
     except ValueError as e:
         err_console.print(f"[red]error:[/] {e}")

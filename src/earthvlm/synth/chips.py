@@ -68,6 +68,9 @@ CHIP_CLASSES: dict[str, ChipClass] = {
 }  # fmt: skip
 
 _BACKGROUNDS = ("grass", "dry_grass", "soil", "sand", "concrete", "asphalt")
+# "plain" chips: one flat dark background, one bright body (still independent of class)
+_PLAIN_BACKGROUNDS = ("asphalt", "soil", "grass")
+_PLAIN_BODIES = ("paint_white", "tank_white", "roof_white", "paint_red")
 _BODIES = ("paint_white", "paint_black", "paint_red", "paint_blue", "paint_grey", "roof_red",
            "tank_white", "roof_dark")  # fmt: skip
 
@@ -105,6 +108,7 @@ def render_chip(
     length_px: tuple[float, float] = (12.0, 28.0),
     jitter_px: float = 4.0,
     gsd_m: float | None = None,
+    style: str = "textured",
 ) -> Chip:
     """Render one chip of class ``cls``.
 
@@ -116,6 +120,12 @@ def render_chip(
         jitter_px: Maximum offset of the object centre from the chip centre.
         gsd_m: Force this GSD (the pixel length then follows from the drawn physical
             length); by default the pixel length is drawn and the GSD follows.
+        style: ``textured``: a blend of two background materials under fractal texture
+            and a body from eight colours, some dark (hard: a from-scratch tiny ViT
+            does not learn the shapes in CPU minutes); ``plain``: one flat dark
+            background and a bright body (a tiny model learns the shapes in ~600
+            steps). Either way nothing about the background or colour depends on the
+            class or the GSD.
 
     Raises:
         KeyError: For an unknown class (the message lists the known ones).
@@ -131,13 +141,20 @@ def render_chip(
         gsd = float(gsd_m)
         lpx = length_m / gsd
     canvas = Canvas(size, size, gsd)
-    a, b = rng.choice(len(_BACKGROUNDS), size=2, replace=False)
-    xs, ys = np.arange(size)[None, :] + 0.5, np.arange(size)[:, None] + 0.5
-    n = fractal_noise(xs, ys, float(rng.uniform(8, 24)), int(rng.integers(1 << 30)), octaves=3)
-    canvas.blend(_BACKGROUNDS[a], _BACKGROUNDS[b], n)
+    if style == "textured":
+        a, b = rng.choice(len(_BACKGROUNDS), size=2, replace=False)
+        xs, ys = np.arange(size)[None, :] + 0.5, np.arange(size)[:, None] + 0.5
+        n = fractal_noise(xs, ys, float(rng.uniform(8, 24)), int(rng.integers(1 << 30)), octaves=3)
+        canvas.blend(_BACKGROUNDS[a], _BACKGROUNDS[b], n)
+        bodies = _BODIES
+    elif style == "plain":
+        canvas.fill(str(rng.choice(_PLAIN_BACKGROUNDS)))
+        bodies = _PLAIN_BODIES
+    else:
+        raise ValueError(f"style={style!r}: choose 'textured' or 'plain'")
     centre = size / 2 + rng.uniform(-jitter_px, jitter_px, 2)
     heading = float(rng.uniform(0, 360))
-    body = MATERIAL_TABLE[MATERIAL_INDEX[str(rng.choice(_BODIES))]]
+    body = MATERIAL_TABLE[MATERIAL_INDEX[str(rng.choice(bodies))]]
     ox, oy = centre * gsd
     cos, sin = np.cos(np.radians(heading)), np.sin(np.radians(heading))
     width_m = length_m * c.aspect

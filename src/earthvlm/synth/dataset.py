@@ -58,6 +58,7 @@ class SynthConfig:
         n_chips: Object chips (one centred object; the scale experiment's data).
         size_px: Scene image side in pixels.
         chip_size_px: Chip side in pixels.
+        chip_style: ``textured`` or ``plain`` chips (see :func:`~earthvlm.synth.chips.render_chip`).
         gsd_range_m: Scene GSDs are drawn log-uniformly from this range.
         views: Which views to write: ``optical``, ``sar``, ``ms``.
         cloud_prob: Chance that a scene's optical/MS views are partly under cloud.
@@ -74,6 +75,7 @@ class SynthConfig:
     n_chips: int = 0
     size_px: int = 128
     chip_size_px: int = 64
+    chip_style: str = "textured"
     gsd_range_m: tuple[float, float] = (0.05, 30.0)
     views: tuple[str, ...] = ("optical",)
     cloud_prob: float = 0.0
@@ -91,6 +93,8 @@ class SynthConfig:
             raise ValueError(f"uhr_size_px must be in 2048..32768, got {self.uhr_size_px}")
         if not 16 <= self.size_px <= 4096:
             raise ValueError(f"size_px must be in 16..4096, got {self.size_px}")
+        if self.chip_style not in ("textured", "plain"):
+            raise ValueError(f"chip_style must be 'textured' or 'plain', got {self.chip_style!r}")
         if not 16 <= self.chip_size_px <= 1024:
             raise ValueError(f"chip_size_px must be in 16..1024, got {self.chip_size_px}")
         lo, hi = self.gsd_range_m
@@ -225,7 +229,7 @@ def write_chip(out: Path, index: int, cfg: SynthConfig, manifest: Manifest) -> R
     rng = np.random.default_rng([cfg.seed, 4, index])
     names = sorted(CHIP_CLASSES)
     cls = names[index % len(names)]
-    chip = render_chip(cls, rng, size=cfg.chip_size_px)
+    chip = render_chip(cls, rng, size=cfg.chip_size_px, style=cfg.chip_style)
     n = cfg.chip_size_px
     cid = f"chip-{index:06d}"
     rel = f"images/{cid}.tif"

@@ -90,6 +90,8 @@ class SynthDataConfig:
     """Scene images (several questions each)."""
     chip_size_px: int = 64
     """Chip side in pixels."""
+    chip_style: Literal["textured", "plain"] = "textured"
+    """``textured`` (hard for a from-scratch tiny model) or ``plain`` chips."""
     size_px: int = 128
     """Scene side in pixels."""
     seed: int = 0

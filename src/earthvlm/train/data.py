@@ -57,7 +57,7 @@ def ensure_dataset(cfg: DataConfig) -> bool:
     generate_dataset(
         path.parent,
         SynthConfig(n_scenes=s.n_scenes, n_chips=s.n_chips, size_px=s.size_px,
-                    chip_size_px=s.chip_size_px, seed=s.seed),
+                    chip_size_px=s.chip_size_px, chip_style=s.chip_style, seed=s.seed),
     )  # fmt: skip
     return True
 
