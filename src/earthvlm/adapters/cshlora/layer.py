@@ -18,9 +18,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from earthvlm.adapters.context import ScaleContext
+from earthvlm.adapters.linear import AdapterLinear
 
 
-class CSHLoRALinear(nn.Module):
+class CSHLoRALinear(AdapterLinear):
     """A linear layer with a CS-HLoRA update. Parameter names carry the ``cshlora_`` prefix
     (what is trained, saved and loaded)."""
 
@@ -35,13 +36,10 @@ class CSHLoRALinear(nn.Module):
         sharpness_init: float,
         context: ScaleContext,
     ) -> None:
-        super().__init__()
-        self.base_layer = base_layer
+        super().__init__(base_layer, context)
         in_f, out_f = base_layer.in_features, base_layer.out_features
         self.r, self.scaling = r, alpha_lora / r
-        weight = getattr(base_layer, "weight", None)
-        dtype = weight.dtype if weight is not None and weight.is_floating_point() else torch.float32
-        device = weight.device if weight is not None else None
+        dtype, device = self.adapter_dtype, self.adapter_device
         self.cshlora_A = nn.Parameter(torch.empty(r, in_f, device=device, dtype=dtype))
         self.cshlora_B = nn.Parameter(torch.zeros(out_f, r, device=device, dtype=dtype))
         nn.init.kaiming_uniform_(self.cshlora_A, a=math.sqrt(5))  # as LoRA: B = 0, so dW = 0
@@ -51,16 +49,7 @@ class CSHLoRALinear(nn.Module):
         )
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         # a plain attribute, not a submodule: shared by every layer of the model
-        object.__setattr__(self, "context", context)
         self._gate_cache: tuple[tuple, torch.Tensor] | None = None
-
-    @property
-    def in_features(self) -> int:
-        return self.base_layer.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base_layer.out_features
 
     def gate(self, s: torch.Tensor) -> torch.Tensor:
         """h(s): (..., r) for a scale tensor ``s`` of any shape."""
@@ -84,7 +73,7 @@ class CSHLoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
-        batch, seq = (x.shape[0], x.shape[1]) if x.dim() == 3 else (x.shape[0], 1)
+        batch, seq = self.batch_seq(x)
         h = self._cached_gate(batch, seq).to(x.dtype)  # (B, r) or (B, T, r)
         z = F.linear(self.dropout(x), self.cshlora_A.to(x.dtype))
         if x.dim() == 3 and h.dim() == 2:

@@ -10,9 +10,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from earthvlm.adapters.context import ScaleContext
+from earthvlm.adapters.linear import AdapterLinear
 
 
-class MoELoRALinear(nn.Module):
+class MoELoRALinear(AdapterLinear):
     """A linear layer plus K bucket-routed LoRA experts (``moelora_`` parameters)."""
 
     def __init__(
@@ -26,12 +27,9 @@ class MoELoRALinear(nn.Module):
         log10_boundaries: list[float],
         context: ScaleContext,
     ) -> None:
-        super().__init__()
-        self.base_layer = base_layer
+        super().__init__(base_layer, context)
         in_f, out_f = base_layer.in_features, base_layer.out_features
-        weight = getattr(base_layer, "weight", None)
-        dtype = weight.dtype if weight is not None and weight.is_floating_point() else torch.float32
-        device = weight.device if weight is not None else None
+        dtype, device = self.adapter_dtype, self.adapter_device
         self.moelora_A = nn.Parameter(torch.empty(n_experts, r, in_f, device=device, dtype=dtype))
         self.moelora_B = nn.Parameter(torch.zeros(n_experts, out_f, r, device=device, dtype=dtype))
         for k in range(n_experts):
@@ -41,15 +39,6 @@ class MoELoRALinear(nn.Module):
         )
         self.scaling, self.n_experts, self.r = scaling, n_experts, r
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        object.__setattr__(self, "context", context)
-
-    @property
-    def in_features(self) -> int:
-        return self.base_layer.in_features
-
-    @property
-    def out_features(self) -> int:
-        return self.base_layer.out_features
 
     def route(self, s: torch.Tensor) -> torch.Tensor:
         """Expert index of each scale: the bucket ``s`` falls in (edges go to the coarser)."""
@@ -57,7 +46,7 @@ class MoELoRALinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.base_layer(x)
-        batch, seq = (x.shape[0], x.shape[1]) if x.dim() == 3 else (x.shape[0], 1)
+        batch, seq = self.batch_seq(x)
         expert = self.route(self.context.for_batch(batch, seq))  # (B,) or (B, T)
         if x.dim() == 3 and expert.dim() == 1:
             expert = expert[:, None].expand(batch, seq)
