@@ -212,16 +212,8 @@ def write_scene(out: Path, index: int, cfg: SynthConfig, manifest: Manifest) -> 
         "cloud_cover": round(cover, 3), "views": paths,
         "sar_scaling": f"dB = value / 255 * {SAR_DB_SPAN:g} + {SAR_DB_MIN:g}",
     }  # fmt: skip
-    records = []
     qrng = np.random.default_rng([cfg.seed, 3, index])
-    for name, gen in GENERATORS.items():
-        for k, qa in enumerate(gen(facts, qrng)):
-            records.append(_record(f"{sid}-{name}-{k}", qa, image, mask_rel, meta))
-            manifest.per_task[qa.task] += 1
-    manifest.per_tier[tier.value] += 1
-    manifest.per_kind[kind] += 1
-    manifest.per_class.update(lb.cls for lb in labels if lb.detectable)
-    return records
+    return _ask(sid, facts, qrng, image, mask_rel, meta, manifest, kind)
 
 
 def write_chip(out: Path, index: int, cfg: SynthConfig, manifest: Manifest) -> Record:
@@ -313,16 +305,29 @@ def write_uhr(out: Path, index: int, cfg: SynthConfig, manifest: Manifest) -> li
         "uhr": {"size_px": n, "block_px": 512, "overviews": list(uhr.overviews),
                 "n_objects": len(labels)},
     }  # fmt: skip
-    generators = GENERATORS
-    records = []
     qrng = np.random.default_rng([cfg.seed, 6, index])
-    for name, gen in generators.items():
-        for k, qa in enumerate(gen(facts, qrng)):
-            records.append(_record(f"{uid}-{name}-{k}", qa, image, None, meta))
+    return _ask(uid, facts, qrng, image, None, meta, manifest, f"uhr-{kind}")
+
+
+def _ask(
+    sid: str,
+    facts: questions.SceneFacts,
+    rng: np.random.Generator,
+    image: ImageRef,
+    mask_rel: str | None,
+    meta: dict[str, Any],
+    manifest: Manifest,
+    kind_label: str,
+) -> list[Record]:
+    """Run every question generator on one image's facts; count what was written."""
+    records = []
+    for name, gen in GENERATORS.items():
+        for k, qa in enumerate(gen(facts, rng)):
+            records.append(_record(f"{sid}-{name}-{k}", qa, image, mask_rel, meta))
             manifest.per_task[qa.task] += 1
-    manifest.per_tier[tier.value] += 1
-    manifest.per_kind[f"uhr-{kind}"] += 1
-    manifest.per_class.update(lb.cls for lb in labels if lb.detectable)
+    manifest.per_tier[DEFAULT_TIERS.tier_of_m(facts.gsd_m).value] += 1
+    manifest.per_kind[kind_label] += 1
+    manifest.per_class.update(lb.cls for lb in facts.labels if lb.detectable)
     return records
 
 
