@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from earthvlm.data.collate import Collator
+from earthvlm.data.gsd_text import with_gsd_text
 from earthvlm.data.jsonl import read_records
 from earthvlm.eval.choice import predict
 from earthvlm.synth.chips import CHIP_CLASSES
@@ -63,6 +64,8 @@ def main() -> None:
             r.model_copy(update={"images": [r.images[0].model_copy(update={"gsd": g})]})
             for r, g in zip(records, gsds, strict=True)
         ]
+        if cfg.data.gsd_as_text:  # B3: the (possibly shuffled) GSD is stated in the prompt
+            recs = [with_gsd_text(r) for r in recs]
         with torch.no_grad():
             preds = predict(net, collator, recs, sorted(CHIP_CLASSES))
         acc = collections.defaultdict(list)
