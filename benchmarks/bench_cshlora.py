@@ -26,8 +26,9 @@ from peft import LoraConfig, get_peft_model
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
 from earthvlm.adapters.cshlora import CSHLoRAConfig, inject_cshlora, merge_cshlora
+from earthvlm.adapters.linear import QWEN_LINEARS
 
-TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+TARGETS = list(QWEN_LINEARS)
 
 
 def build(small: bool) -> Qwen3VLForConditionalGeneration:

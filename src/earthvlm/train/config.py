@@ -31,11 +31,11 @@ from typing import Any, Literal
 
 import yaml
 
+from earthvlm.adapters.linear import QWEN_LINEARS
 from earthvlm.errors import EarthVLMError
 
 #: The linear layers of a Qwen language-model block (ScaleEarth App. C: "all linear
 #: projections in the LLM").
-QWEN_LINEARS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from earthvlm.adapters.linear import QWEN_LINEARS
+
 #: Tier initialisation of the paper for r = 64: (first rank, end rank, tau). Object ranks
 #: 0-10 (tau 0: active up to ~1 m), structure 11-31 (tau 1: up to ~10 m), semantic
 #: 32-63 (tau 4: active over the whole range).
@@ -33,9 +35,7 @@ class CSHLoRAConfig:
     r: int = 64
     alpha_lora: float = 32.0
     dropout: float = 0.0
-    target_modules: tuple[str, ...] = (
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-    )  # fmt: skip
+    target_modules: tuple[str, ...] = QWEN_LINEARS
     within: str = "language_model"
     sharpness_init: float = 5.0
     tiers: tuple[tuple[int, int, float], ...] = field(default=PAPER_TIERS)

@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from earthvlm.adapters.linear import QWEN_LINEARS
+
 
 @dataclass(frozen=True)
 class MoELoRAConfig:
@@ -27,9 +29,7 @@ class MoELoRAConfig:
     alpha_lora: float = 32.0
     dropout: float = 0.0
     boundaries_m: tuple[float, ...] = (0.2, 1.0)
-    target_modules: tuple[str, ...] = (
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-    )  # fmt: skip
+    target_modules: tuple[str, ...] = QWEN_LINEARS
     within: str = "language_model"
 
     def __post_init__(self) -> None:
