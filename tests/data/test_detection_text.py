@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from earthvlm.data.detection_text import NONE_TARGET, serialise_detections
+from earthvlm.data.detection_text import JSON_KEYS, NONE_TARGET, serialise_detections
 from earthvlm.geo.boxes import canonical_quad, obb_to_quad
 
 
@@ -75,9 +77,30 @@ def test_bad_input_is_refused(objects) -> None:
         serialise_detections(objects)
 
 
-def test_an_unknown_format_is_refused() -> None:
+def test_an_unknown_format_or_style_is_refused() -> None:
     with pytest.raises(ValueError, match="fmt"):
         serialise_detections([("ship", [1, 2, 3, 4])], fmt="obb")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="style"):
+        serialise_detections([("ship", [1, 2, 3, 4])], style="yaml")  # type: ignore[arg-type]
+
+
+def test_json_style_is_the_fenced_qwen_layout() -> None:
+    objects = [("ship", [5, 6, 7.4, 8]), ("plane", [1, 2, 3, 4]), ("plane", [0.6, 1, 9, 9])]
+    assert serialise_detections(objects, fmt="hbox", style="json") == (
+        "```json\n[\n"
+        '\t{"bbox_2d": [1, 1, 9, 9], "label": "plane"},\n'
+        '\t{"bbox_2d": [1, 2, 3, 4], "label": "plane"},\n'
+        '\t{"bbox_2d": [5, 6, 7, 8], "label": "ship"}\n'
+        "]\n```"
+    )
+    assert serialise_detections([("plane", [1, 2, 3, 4])], style="json") == (
+        '```json\n[\n\t{"quadrant bbox": [1, 2, 3, 2, 3, 4, 1, 4], "label": "plane"}\n]\n```'
+    )
+    assert serialise_detections([], style="json") == NONE_TARGET
+    # labels are JSON strings: quotes escaped, non-ASCII kept
+    text = serialise_detections([('pier "A"', [1, 2, 3, 4]), ("môle", [1, 2, 3, 4])], style="json")
+    assert '"label": "môle"' in text and '"label": "pier \\"A\\""' in text
+    assert [o["label"] for o in json.loads(text[len("```json") : -3])] == ["môle", 'pier "A"']
 
 
 _coord = st.floats(0, 500, allow_nan=False)
@@ -104,3 +127,24 @@ def test_any_list_serialises_sorted_and_canonical(objs) -> None:
     assert rows == sorted(rows, key=lambda r: (r[0], r[1][1], r[1][0], r[1]))
     for _, q in rows:
         assert np.array_equal(canonical_quad(q).reshape(-1), q)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["ship", "plane", "small vehicle"]),
+            _coord, _coord, st.floats(2, 80), st.floats(1, 40), st.floats(0, 360),
+        ),
+        min_size=1, max_size=8,
+    ),
+    st.sampled_from(["quad", "hbox"]),
+)  # fmt: skip
+def test_json_holds_the_plain_lines_in_the_same_order(objs, fmt) -> None:
+    objects = [(c, obb_to_quad(x, y, w, h, a)) for c, x, y, w, h, a in objs]
+    plain = _rows(serialise_detections(objects, fmt=fmt))
+    text = serialise_detections(objects, fmt=fmt, style="json")
+    assert text.startswith("```json\n[\n") and text.endswith("\n]\n```")
+    body = json.loads(text[len("```json") : -3])
+    assert [list(o) for o in body] == [[JSON_KEYS[fmt], "label"]] * len(objects)
+    assert [(o["label"], o[JSON_KEYS[fmt]]) for o in body] == plain
