@@ -35,7 +35,9 @@ tensors.
 
 from __future__ import annotations
 
+import copy
 import warnings
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,7 @@ from rasterio.errors import NotGeoreferencedWarning
 
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.paths import resolve_within
+from earthvlm.data.pixels import PixelProcessor
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record
 from earthvlm.errors import EarthVLMError, PathEscapeError, RasterError
 from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS, open_raster, read_pixels
@@ -124,6 +127,9 @@ class Collator:
             its :class:`SampleError`.
         return_tensors: ``"pt"`` (default) or ``"np"``.
         max_read_pixels: Pixel budget per image read (decompression bombs).
+        image_cache: Keep this many decoded images (by path) for reuse: evaluation that
+            asks many questions of one image (closed-set candidates, GSD sweeps) then
+            decodes it once. 0 (default) keeps none, as training wants.
 
     Raises:
         ValueError: For a bad argument, naming it.
@@ -140,6 +146,7 @@ class Collator:
         on_error: Literal["drop", "raise"] = "drop",
         return_tensors: Literal["pt", "np"] = "pt",
         max_read_pixels: int = DEFAULT_MAX_READ_PIXELS,
+        image_cache: int = 0,
     ) -> None:
         if mode not in ("train", "generate"):
             raise ValueError(f"mode={mode!r}: choose 'train' or 'generate'")
@@ -152,11 +159,21 @@ class Collator:
             raise ValueError(f"on_error={on_error!r}: choose 'drop' or 'raise'")
         if return_tensors not in ("pt", "np"):
             raise ValueError(f"return_tensors={return_tensors!r}: choose 'pt' or 'np'")
+        if image_cache < 0:
+            raise ValueError(f"image_cache={image_cache}: must be >= 0 (0 disables it)")
         # keep the processor, not the backbone: DataLoader workers need no model copy
-        self.processor, self.root = backbone.processor, Path(root)
+        # images go through earthvlm's numpy image processor: pixel_values identical to
+        # transformers' (tests/data/test_pixels.py), 1.6-3x faster (BENCHMARKS.md); a
+        # shallow copy, so the backbone's own processor (saved with checkpoints) is untouched
+        self.processor, self.root = copy.copy(backbone.processor), Path(root)
+        self.processor.image_processor = PixelProcessor.from_image_processor(
+            backbone.processor.image_processor, max_read_pixels=max_read_pixels
+        )
         self.mode, self.padding_side, self.max_length = mode, padding_side, max_length
         self.on_error, self.return_tensors = on_error, return_tensors
         self.max_read_pixels = max_read_pixels
+        self.image_cache = image_cache
+        self._images: OrderedDict[tuple[str, str], Image.Image] = OrderedDict()
         self.template = backbone.chat_template(training=mode == "train")
         tok = backbone.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -174,12 +191,25 @@ class Collator:
     # -- one record -----------------------------------------------------------------------
 
     def load_image(self, ref: ImageRef) -> Image.Image:
-        """Read one image of a record as a PIL RGB image.
+        """Read one image of a record as a PIL RGB image (from the cache when enabled).
 
         Raises:
             SampleError: With reason ``path_escape``, ``missing_image``,
                 ``unreadable_image``, ``unsupported_modality`` or ``unsupported_image``.
         """
+        if not self.image_cache:
+            return self._read_image(ref)
+        key = (ref.path, ref.modality)
+        if key in self._images:
+            self._images.move_to_end(key)
+            return self._images[key]
+        image = self._read_image(ref)
+        self._images[key] = image
+        if len(self._images) > self.image_cache:
+            self._images.popitem(last=False)
+        return image
+
+    def _read_image(self, ref: ImageRef) -> Image.Image:
         try:
             path = resolve_within(self.root, ref.path)
         except PathEscapeError as e:
