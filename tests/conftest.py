@@ -4,6 +4,8 @@ Keep this file small: only fixtures used by more than one module belong here.
 
 * ``write_geotiff``: writes a tiny GeoTIFF with a chosen CRS, affine transform or GCPs
   (used by the georef, raster and resolver tests).
+* ``micro_ci``: a finished micro-ScaleEarth run of the ``ci`` preset (the experiment,
+  trained-model and ``diagnose`` tests).
 """
 
 from __future__ import annotations
@@ -64,3 +66,27 @@ def write_geotiff() -> Callable[..., Path]:
         return Path(path)
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def micro_ci(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished micro-ScaleEarth run of the ``ci`` preset, made through the CLI
+    (``earthvlm quickstart --preset ci``): data, stage 1, the four stage-2 variants,
+    report, figures and ``results.json``. Some minutes; shared by the experiment, the
+    trained-model and the ``diagnose`` tests. ``EARTHVLM_MICRO_CI_DIR`` names a folder
+    to run in instead (a finished one is reused, which speeds up local reruns)."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from earthvlm.cli.main import app
+
+    out = Path(os.environ.get("EARTHVLM_MICRO_CI_DIR") or tmp_path_factory.mktemp("micro"))
+    result = CliRunner(env={"COLUMNS": "400"}).invoke(
+        app, ["quickstart", "--preset", "ci", "--out", str(out)]
+    )
+    if result.exit_code != 0:
+        raise RuntimeError(f"quickstart --preset ci failed:\n{result.output}") from (
+            result.exception
+        )
+    return out

@@ -202,10 +202,10 @@ def test_records_check_missing_file(runner: CliRunner, tmp_path: Path) -> None:
     assert "no such JSONL file" in result.output
 
 
-# -- quickstart, version -----------------------------------------------------------------
+# -- gsd-examples, version -----------------------------------------------------------------
 
 
-def test_quickstart_without_shared_data(
+def test_gsd_examples_without_shared_data(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # an empty --shared folder: only the generated cases run
@@ -215,7 +215,7 @@ def test_quickstart_without_shared_data(
     out = tmp_path / "run"
     empty = tmp_path / "empty"
     empty.mkdir()
-    args = ["quickstart", "--out", str(out), "--shared", str(empty)]
+    args = ["gsd-examples", "--out", str(out), "--shared", str(empty)]
     result = runner.invoke(app, args, env=ENV)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))
@@ -229,7 +229,7 @@ def test_quickstart_without_shared_data(
     assert "MISMATCH" not in result.stdout
 
 
-def test_quickstart_does_not_replace_an_explicit_shared_folder(
+def test_gsd_examples_does_not_replace_an_explicit_shared_folder(
     runner: CliRunner, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     work = tmp_path / "project"
@@ -239,7 +239,7 @@ def test_quickstart_does_not_replace_an_explicit_shared_folder(
     (decoy / "decoy.tif").write_bytes(b"not really a tiff")
     monkeypatch.chdir(work)
     out = tmp_path / "run"
-    args = ["quickstart", "--out", str(out), "--shared", str(tmp_path / "typo_dir")]
+    args = ["gsd-examples", "--out", str(out), "--shared", str(tmp_path / "typo_dir")]
     result = runner.invoke(app, args, env=ENV)
     assert result.exit_code == 2
     assert "typo_dir" in result.output
@@ -285,9 +285,9 @@ def test_gsd_verify_finds_the_corrupt_tile(runner: CliRunner) -> None:
 
 @pytest.mark.shared_data
 @needs_shared
-def test_quickstart_with_shared_rasters(runner: CliRunner, tmp_path: Path) -> None:
+def test_gsd_examples_with_shared_rasters(runner: CliRunner, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    args = ["quickstart", "--out", str(out), "--shared", str(SHARED_RASTERS)]
+    args = ["gsd-examples", "--out", str(out), "--shared", str(SHARED_RASTERS)]
     result = runner.invoke(app, args, env=ENV)
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text(encoding="utf-8"))

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from earthvlm import __version__
+from earthvlm.cli.diagnose import diagnose_app
 from earthvlm.cli.train import train_command
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app = typer.Typer(
 records_app = typer.Typer(help="Check and inspect JSONL record files.", no_args_is_help=True)
 app.add_typer(records_app, name="records")
 app.command("train")(train_command)
+app.add_typer(diagnose_app, name="diagnose")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -167,8 +169,59 @@ def records_check(
 @app.command()
 def quickstart(
     out: Annotated[
+        Path | None,
+        typer.Option(help="Run folder (default: runs/micro-scaleearth-<preset>)."),
+    ] = None,
+    full: Annotated[
+        bool, typer.Option("--full", help="The larger experiment (the committed report's).")
+    ] = False,
+    preset_name: Annotated[
+        str, typer.Option("--preset", help="quick (default), full or ci (the test suite's).")
+    ] = "quick",
+) -> None:
+    """The main job on the embedded default: micro-ScaleEarth. Trains a tiny Qwen-VL on
+    synthetic object chips without GSD, then B2 LoRA, B3 GSD-as-text, B4 MoE-LoRA and
+    CS-HLoRA + SSE-U from it; spoofs the GSD, reads the gates, calibrates SSE-U, probes
+    the ranks; prints the summary and the claims, and writes report.md with figures."""
+    from earthvlm.eval.micro import preset, run_experiment
+    from earthvlm.eval.micro.report import check_claims, summary_rows
+
+    name = "full" if full else preset_name
+    try:
+        mc = preset(name)
+    except ValueError as e:
+        err_console.print(f"[red]error:[/] --preset: {e}")
+        raise typer.Exit(2) from None
+    folder = out or Path("runs") / f"micro-scaleearth-{name}"
+    _quiet_gdal()
+    t0 = time.perf_counter()
+    console.print(f"micro-ScaleEarth, preset {name!r}: run folder {folder}")
+    result = run_experiment(mc, folder, log=lambda line: console.print(f"[cyan]>[/] {line}"))
+    header, rows = summary_rows(result)
+    table = Table(title="Held-out chips: closed-set accuracy")
+    for col in header:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*map(str, row))
+    console.print(table)
+    claims = Table(title="Claims (ScaleEarth), checked on the measured numbers")
+    for col in ("claim", "holds", "measured"):
+        claims.add_column(col, overflow="fold")
+    mark = {True: "[green]yes[/]", False: "[red]no[/]", None: "n/a"}
+    for c in check_claims(result):
+        claims.add_row(c["claim"], mark[c["holds"]], c["measured"])
+    console.print(claims)
+    console.print(
+        f"done in {time.perf_counter() - t0:.0f} s; report: {result.report} "
+        f"(figures in {folder / 'figures'})"
+    )
+
+
+@app.command("gsd-examples")
+def gsd_examples(
+    out: Annotated[
         Path, typer.Option(help="Run folder for generated files and the report.")
-    ] = Path("runs/quickstart"),
+    ] = Path("runs/gsd-examples"),
     shared: Annotated[
         Path | None,
         typer.Option(
@@ -176,8 +229,8 @@ def quickstart(
         ),
     ] = None,
 ) -> None:
-    """The main job on the embedded default: resolve the GSD of generated GeoTIFFs with
-    known truths and of the real rasters beside the project, and print the tables."""
+    """Resolve the GSD of generated GeoTIFFs with known truths (UTM, feet, Web Mercator,
+    degrees, rotation, GCPs, RPCs) and of the real rasters beside the project."""
     from earthvlm.scale.examples import write_georef_examples
     from earthvlm.scale.resolve import resolve_gsd
 

@@ -34,6 +34,36 @@ def with_answer(record: Record, answer: str) -> Record:
     raise EarthVLMError(f"record {record.id}: no assistant turn to score an answer in")
 
 
+def candidate_batches(
+    collator: Collator, records: Sequence[Record], candidates: Sequence[str]
+) -> list[tuple[dict, torch.Tensor, list[GSD]]]:
+    """Per candidate, the collated batch ``(inputs, labels, gsds)`` with that answer.
+
+    Raises:
+        EarthVLMError: If the collator drops a record (a result per record is required).
+    """
+    out = []
+    for cand in candidates:
+        batch = collator([with_answer(r, cand) for r in records])
+        if len(batch) != len(records):
+            raise EarthVLMError(
+                f"{len(records) - len(batch)} record(s) failed: {batch.failures[:2]}"
+            )
+        inputs = dict(batch.inputs)
+        labels = inputs.pop("labels")
+        out.append((inputs, labels, list(batch.gsds)))
+    return out
+
+
+def sequence_logliks(logits: torch.Tensor, labels: torch.Tensor) -> np.ndarray:
+    """Sum of log-probabilities of the labelled tokens of each row (``-100``: unlabelled)."""
+    logp = torch.log_softmax(logits.float()[:, :-1], dim=-1)
+    target = labels[:, 1:]
+    mask = target != -100
+    picked = logp.gather(-1, target.clamp(min=0)[..., None])[..., 0]
+    return (picked * mask).sum(dim=1).cpu().numpy()
+
+
 @torch.no_grad()
 def answer_logliks(
     net: NetCall, collator: Collator, records: Sequence[Record], candidates: Sequence[str]
@@ -53,20 +83,8 @@ def answer_logliks(
         EarthVLMError: If the collator drops a record (a result per record is required).
     """
     out = np.zeros((len(records), len(candidates)))
-    for j, cand in enumerate(candidates):
-        batch = collator([with_answer(r, cand) for r in records])
-        if len(batch) != len(records):
-            raise EarthVLMError(
-                f"{len(records) - len(batch)} record(s) failed: {batch.failures[:2]}"
-            )
-        inputs = dict(batch.inputs)
-        labels = inputs.pop("labels")
-        logits = net(inputs, batch.gsds).float()
-        logp = torch.log_softmax(logits[:, :-1], dim=-1)
-        target = labels[:, 1:]
-        mask = target != -100
-        picked = logp.gather(-1, target.clamp(min=0)[..., None])[..., 0]
-        out[:, j] = (picked * mask).sum(dim=1).cpu().numpy()
+    for j, (inputs, labels, gsds) in enumerate(candidate_batches(collator, records, candidates)):
+        out[:, j] = sequence_logliks(net(inputs, gsds), labels)
     return out
 
 

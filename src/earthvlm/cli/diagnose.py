@@ -1,0 +1,259 @@
+"""``earthvlm diagnose spoof|gates|calibration|probe``: the scale diagnostics on a saved model.
+
+Each command loads a run folder (or one of its checkpoints), reads a JSONL of records,
+runs one diagnostic, prints its table, and writes a Markdown report (with a JSON twin)
+and a PNG under ``--out`` (default: ``<run>/diagnostics``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+diagnose_app = typer.Typer(
+    help="Scale diagnostics (GSD spoofing, gate curves, SSE-U calibration, rank probe) "
+    "on a trained model.",
+    no_args_is_help=True,
+)
+
+ModelOpt = Annotated[
+    Path, typer.Option("--model", help="A run folder (config.yaml + checkpoints) or a checkpoint.")
+]
+DataOpt = Annotated[Path, typer.Option("--data", help="JSONL records to diagnose on.")]
+RootOpt = Annotated[
+    Path | None, typer.Option(help="Dataset root of the images (default: the records' folder).")
+]
+OutOpt = Annotated[Path | None, typer.Option(help="Output folder (default: <run>/diagnostics).")]
+LimitOpt = Annotated[int | None, typer.Option(help="Use at most this many records.")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of subsets, bootstraps and probe folds.")]
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/] {message}")
+    return typer.Exit(2)
+
+
+def _load(model_dir: Path) -> Any:
+    from earthvlm.errors import EarthVLMError
+    from earthvlm.eval.trained import load_trained
+
+    try:
+        return load_trained(model_dir)
+    except EarthVLMError as e:
+        raise _fail(str(e)) from None
+
+
+def _records(data: Path, root: Path | None, limit: int | None, *, exact: bool) -> tuple:
+    from earthvlm.data.jsonl import read_records
+    from earthvlm.errors import EarthVLMError
+    from earthvlm.eval.diagnose import usable
+
+    if not data.is_file():
+        raise _fail(f"--data {data}: no such file")
+    root = root or data.parent
+    try:
+        read = read_records(data, root=root)
+    except EarthVLMError as e:
+        raise _fail(str(e)) from None
+    console.print(read.ledger.summary())
+    kept, ledger = usable(read.records, need_exact_gsd=exact)
+    if ledger.n_skipped:
+        console.print(f"left out of the diagnostic: {ledger.summary()}")
+    if limit is not None:
+        kept = kept[:limit]
+    if not kept:
+        raise _fail(
+            f"{data}: no usable record (a single image, an answer"
+            + (", an exact GSD" if exact else "")
+            + ")"
+        )
+    return kept, root
+
+
+def _out(out: Path | None, model: Any) -> Path:
+    folder = out or model.checkpoint.parent / "diagnostics"  # the run folder's
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _write(folder: Path, name: str, model: Any, sections: dict, settings: dict, seed: int,
+           figures: dict) -> Path:  # fmt: skip
+    from earthvlm.eval.diagnostics import write_report
+
+    config = {"model": str(model.checkpoint), "variant": model.variant, **settings}
+    return write_report(
+        folder / f"{name}.md",
+        sections,
+        config,
+        seed,
+        title=f"{name}: {model.name} ({model.variant})",
+        figures=figures,
+    )
+
+
+@diagnose_app.command("spoof")
+def spoof(
+    model_dir: ModelOpt,
+    data: DataOpt,
+    root: RootOpt = None,
+    out: OutOpt = None,
+    sweep: Annotated[
+        str, typer.Option(help="'offset' (true GSD x 10^delta), 'absolute' (0.01-30 m) or 'both'.")
+    ] = "both",
+    per_class: Annotated[
+        int | None, typer.Option(help="Class-balanced subset size (default: the rarest class).")
+    ] = None,
+    n_boot: Annotated[int, typer.Option(help="Bootstrap resamples.")] = 1000,
+    limit: LimitOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """GSD spoofing (ScaleEarth App. A.3): accuracy under claimed GSDs, with bootstrap CIs,
+    pair flips and paired tests of whether the answers depend on the GSD at all."""
+    from earthvlm.eval.diagnose import closed_set, spoof_model
+    from earthvlm.eval.diagnostics import (
+        PAPER_SPOOF_DELTAS,
+        PAPER_SPOOF_GSDS_M,
+        plot_spoof_curves,
+    )
+    from earthvlm.eval.diagnostics.report import markdown_table
+    from earthvlm.eval.diagnostics.stats import spoof_tests
+    from earthvlm.eval.trained import ChoiceScorer
+
+    if sweep not in ("offset", "absolute", "both"):
+        raise _fail(f"--sweep {sweep!r}: choose 'offset', 'absolute' or 'both'")
+    records, root = _records(data, root, limit, exact=True)
+    model = _load(model_dir)
+    candidates, pairs = closed_set(records)
+    scorer = ChoiceScorer(model, root, candidates)
+    folder = _out(out, model)
+    kinds = ["offset", "absolute"] if sweep == "both" else [sweep]
+    sections: dict[str, Any] = {}
+    figures = {}
+    for kind in kinds:
+        values = {"deltas": PAPER_SPOOF_DELTAS} if kind == "offset" else {
+            "gsd_values_m": PAPER_SPOOF_GSDS_M
+        }  # fmt: skip
+        try:
+            curve = spoof_model(
+                scorer, records, pairs=pairs, n_per_class=per_class, n_boot=n_boot, seed=seed,
+                **values,
+            )  # fmt: skip
+        except ValueError as e:
+            raise _fail(str(e)) from None
+        sections[f"{kind} sweep"] = curve
+        tests = spoof_tests(curve) if kind == "offset" else {}
+        if tests:
+            rows = [[n, f"{t.statistic:.1f}", t.dof or "", f"{t.p_value:.3g}", t.n]
+                    for n, t in tests.items()]  # fmt: skip
+            sections[f"{kind} sweep: paired tests"] = markdown_table(
+                ["test", "statistic", "dof", "p", "n"], rows
+            )
+        figures[f"GSD spoofing ({kind})"] = plot_spoof_curves(
+            {model.name: curve}, folder / f"spoof_{kind}.png"
+        )
+        console.print(curve.to_markdown())
+        for n, t in tests.items():
+            console.print(f"{n}: statistic {t.statistic:.2f}, p = {t.p_value:.3g}")
+    settings = {"data": str(data), "candidates": candidates, "pairs": pairs, "sweep": sweep,
+                "per_class": per_class, "n_boot": n_boot}  # fmt: skip
+    report = _write(folder, "spoof", model, sections, settings, seed, figures)
+    console.print(f"report: {report}")
+
+
+@diagnose_app.command("gates")
+def gates(
+    model_dir: ModelOpt,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Not needed: gates are read from the weights.")
+    ] = None,
+    out: OutOpt = None,
+) -> None:
+    """Learned CS-HLoRA gate curves h_k(s) per initial tier group (Fig. 8d)."""
+    from earthvlm.eval.diagnostics import gate_curves, plot_gate_curves
+
+    model = _load(model_dir)
+    if model.parts.cshlora is None:
+        raise _fail(f"{model_dir}: gate curves need a CS-HLoRA run (this is {model.variant})")
+    curves = gate_curves(model.parts.backbone.model, model.parts.cshlora)
+    folder = _out(out, model)
+    fig = plot_gate_curves(curves, folder / "gates.png")
+    console.print(curves.to_markdown())
+    report = _write(folder, "gates", model, {"gate curves": curves}, {}, 0, {"gates": fig})
+    console.print(f"report: {report}")
+
+
+@diagnose_app.command("calibration")
+def calibration(
+    model_dir: ModelOpt,
+    data: DataOpt,
+    root: RootOpt = None,
+    out: OutOpt = None,
+    limit: LimitOpt = None,
+) -> None:
+    """SSE-U calibration: E|g_hat - g| / mean sigma, reliability, resolver branches, and
+    sigma with vs without scale cues (records' ``meta.has_scale_cues``)."""
+    from earthvlm.errors import EarthVLMError
+    from earthvlm.eval.diagnose import calibrate_model
+    from earthvlm.eval.diagnostics import plot_calibration
+    from earthvlm.eval.trained import ChoiceScorer
+
+    records, root = _records(data, root, limit, exact=True)
+    model = _load(model_dir)
+    scorer = ChoiceScorer(model, root, ["-"])
+    try:
+        stats = calibrate_model(model, scorer, records)
+    except EarthVLMError as e:
+        raise _fail(str(e)) from None
+    folder = _out(out, model)
+    fig = plot_calibration(stats, folder / "calibration.png")
+    console.print(stats.to_markdown())
+    report = _write(
+        folder, "calibration", model, {"SSE-U calibration": stats}, {"data": str(data)}, 0,
+        {"calibration": fig},
+    )  # fmt: skip
+    console.print(f"report: {report}")
+
+
+@diagnose_app.command("probe")
+def probe(
+    model_dir: ModelOpt,
+    data: DataOpt,
+    root: RootOpt = None,
+    out: OutOpt = None,
+    layer: Annotated[
+        str, typer.Option(help="CS-HLoRA layer (a full path or a unique suffix).")
+    ] = "layers.1.mlp.down_proj",
+    limit: LimitOpt = None,
+    seed: SeedOpt = 0,
+) -> None:
+    """Rank probe (App. A.4): held-out R^2 of per-rank ridge probes to texture (Gabor
+    energy), geometry (Canny edge density), scene identity and log10 GSD, by tier group."""
+    from earthvlm.errors import EarthVLMError
+    from earthvlm.eval.diagnose import probe_model
+    from earthvlm.eval.diagnostics import plot_probe_heatmap
+    from earthvlm.eval.trained import ChoiceScorer
+
+    records, root = _records(data, root, limit, exact=True)
+    model = _load(model_dir)
+    scorer = ChoiceScorer(model, root, ["-"])
+    try:
+        result = probe_model(model, scorer, records, root, layer=layer, seed=seed)
+    except (EarthVLMError, ValueError) as e:
+        raise _fail(str(e)) from None
+    folder = _out(out, model)
+    fig = plot_probe_heatmap(result, folder / "probe.png")
+    console.print(result.to_markdown())
+    report = _write(
+        folder, "probe", model, {"rank probe": result}, {"data": str(data), "layer": layer},
+        seed, {"probe": fig},
+    )  # fmt: skip
+    console.print(f"report: {report}")
+
+
+__all__ = ["diagnose_app"]
