@@ -28,12 +28,54 @@ LAYERS: dict[str, set[str]] = {
     # model parts: adapters (CS-HLoRA and baselines) sit below models (backbones, heads,
     # the ScaleEarth wrapper)
     "adapters": {"adapters", "scale", "geo"},
-    "models": {"models", "adapters", "data", "scale", "geo"},
+    "models": {"models", "adapters", "fusion", "data", "scale", "geo"},
+    # optical + SAR fusion modules (HCA and its baselines), attached by models/
+    "fusion": {"fusion", "data", "scale", "geo"},
+    # UHR reading, views with their own GSD, the zoom tool and loop (the loop drives a model)
+    "uhr": {"uhr", "models", "adapters", "fusion", "data", "scale", "geo"},
+    # OpenAI-compatible clients and the pipelines that generate and judge data
+    "teacher": {"teacher", "data", "scale", "geo"},
     # the SFT loop: builds models and adapters, reads data (and generates synthetic data)
-    "train": {"train", "models", "adapters", "data", "synth", "scale", "geo"},
-    # diagnostics and (later) benchmarks: beside train, above the model parts
-    "eval": {"eval", "train", "models", "adapters", "data", "synth", "scale", "geo"},
-    "cli": {"cli", "eval", "train", "models", "adapters", "synth", "data", "scale", "geo"},
+    "train": {
+        "train",
+        "models",
+        "adapters",
+        "fusion",
+        "uhr",
+        "teacher",
+        "data",
+        "synth",
+        "scale",
+        "geo",
+    },
+    # diagnostics, metrics and benchmarks: beside train, above the model parts
+    "eval": {
+        "eval",
+        "train",
+        "models",
+        "adapters",
+        "fusion",
+        "uhr",
+        "teacher",
+        "data",
+        "synth",
+        "scale",
+        "geo",
+    },
+    "cli": {
+        "cli",
+        "eval",
+        "train",
+        "models",
+        "adapters",
+        "fusion",
+        "uhr",
+        "teacher",
+        "synth",
+        "data",
+        "scale",
+        "geo",
+    },
 }
 #: Top-level modules (``errors``, ``io``, ``provenance``, ``__init__``):
 #: importable from every layer, and themselves importing no subpackage.
