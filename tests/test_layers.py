@@ -81,10 +81,10 @@ LAYERS: dict[str, set[str]] = {
 #: importable from every layer, and themselves importing no subpackage.
 CORE = {"errors", "io", "provenance", "__init__"}
 #: Layers that must import without torch and friends, at module level or inside functions.
-TORCH_FREE = {"geo", "scale", "data", "synth"}
+TORCH_FREE = {"geo", "scale", "data", "synth", "teacher"}
 #: Packages that must stay torch-free inside a layer that need not be (scorers run
 #: wherever predictions are, with no model around).
-TORCH_FREE_PACKAGES = {"earthvlm.eval.metrics"}
+TORCH_FREE_PACKAGES = {"earthvlm.eval.metrics", "earthvlm.eval.judge"}
 HEAVY = {"torch", "torchvision", "transformers", "peft", "accelerate", "trl"}
 
 SRC = Path(earthvlm.__file__).resolve().parent
