@@ -82,6 +82,19 @@ def _out(out: Path | None, model: Any) -> Path:
     return folder
 
 
+def _setup(model_dir: Path, data: Path, root: Path | None, out: Path | None,
+           limit: int | None) -> tuple:  # fmt: skip
+    """Records with exact GSDs, their root, the model, a scorer over their answers, and
+    the output folder."""
+    from earthvlm.eval.diagnose import closed_set
+    from earthvlm.eval.trained import ChoiceScorer
+
+    records, root = _records(data, root, limit, exact=True)
+    model = _load(model_dir)
+    scorer = ChoiceScorer(model, root, closed_set(records)[0])
+    return records, root, model, scorer, _out(out, model)
+
+
 def _write(folder: Path, name: str, model: Any, sections: dict, settings: dict, seed: int,
            figures: dict) -> Path:  # fmt: skip
     from earthvlm.eval.diagnostics import write_report
@@ -123,15 +136,11 @@ def spoof(
     )
     from earthvlm.eval.diagnostics.report import markdown_table
     from earthvlm.eval.diagnostics.stats import spoof_tests
-    from earthvlm.eval.trained import ChoiceScorer
 
     if sweep not in ("offset", "absolute", "both"):
         raise _fail(f"--sweep {sweep!r}: choose 'offset', 'absolute' or 'both'")
-    records, root = _records(data, root, limit, exact=True)
-    model = _load(model_dir)
+    records, root, model, scorer, folder = _setup(model_dir, data, root, out, limit)
     candidates, pairs = closed_set(records)
-    scorer = ChoiceScorer(model, root, candidates)
-    folder = _out(out, model)
     kinds = ["offset", "absolute"] if sweep == "both" else [sweep]
     sections: dict[str, Any] = {}
     figures = {}
@@ -201,16 +210,12 @@ def calibration(
     from earthvlm.errors import EarthVLMError
     from earthvlm.eval.diagnose import calibrate_model
     from earthvlm.eval.diagnostics import plot_calibration
-    from earthvlm.eval.trained import ChoiceScorer
 
-    records, root = _records(data, root, limit, exact=True)
-    model = _load(model_dir)
-    scorer = ChoiceScorer(model, root, ["-"])
+    records, root, model, scorer, folder = _setup(model_dir, data, root, out, limit)
     try:
         stats = calibrate_model(model, scorer, records)
     except EarthVLMError as e:
         raise _fail(str(e)) from None
-    folder = _out(out, model)
     fig = plot_calibration(stats, folder / "calibration.png")
     console.print(stats.to_markdown())
     report = _write(
@@ -237,16 +242,12 @@ def probe(
     from earthvlm.errors import EarthVLMError
     from earthvlm.eval.diagnose import probe_model
     from earthvlm.eval.diagnostics import plot_probe_heatmap
-    from earthvlm.eval.trained import ChoiceScorer
 
-    records, root = _records(data, root, limit, exact=True)
-    model = _load(model_dir)
-    scorer = ChoiceScorer(model, root, ["-"])
+    records, root, model, scorer, folder = _setup(model_dir, data, root, out, limit)
     try:
         result = probe_model(model, scorer, records, root, layer=layer, seed=seed)
     except (EarthVLMError, ValueError) as e:
         raise _fail(str(e)) from None
-    folder = _out(out, model)
     fig = plot_probe_heatmap(result, folder / "probe.png")
     console.print(result.to_markdown())
     report = _write(
