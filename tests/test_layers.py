@@ -84,7 +84,15 @@ CORE = {"errors", "io", "provenance", "__init__"}
 TORCH_FREE = {"geo", "scale", "data", "synth", "teacher"}
 #: Packages that must stay torch-free inside a layer that need not be (scorers run
 #: wherever predictions are, with no model around).
-TORCH_FREE_PACKAGES = {"earthvlm.eval.metrics", "earthvlm.eval.judge"}
+TORCH_FREE_PACKAGES = {
+    "earthvlm.eval.metrics",
+    "earthvlm.eval.judge",
+    # UHR reading and the zoom tool run wherever data is prepared; only the loop may
+    # use a model
+    "earthvlm.uhr.view",
+    "earthvlm.uhr.reader",
+    "earthvlm.uhr.tool",
+}
 HEAVY = {"torch", "torchvision", "transformers", "peft", "accelerate", "trl"}
 
 SRC = Path(earthvlm.__file__).resolve().parent
