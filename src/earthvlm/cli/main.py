@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from earthvlm import __version__
+from earthvlm.cli.data import data_app
 from earthvlm.cli.diagnose import diagnose_app
 from earthvlm.cli.train import train_command
 
@@ -32,6 +33,7 @@ records_app = typer.Typer(help="Check and inspect JSONL record files.", no_args_
 app.add_typer(records_app, name="records")
 app.command("train")(train_command)
 app.add_typer(diagnose_app, name="diagnose")
+app.add_typer(data_app, name="data")
 
 console = Console()
 err_console = Console(stderr=True)
