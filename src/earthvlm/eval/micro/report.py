@@ -223,7 +223,7 @@ def plot_pair_decisions(
             ax.axvline(e, color="C3", ls=":", lw=1.0)
         ax.set_xscale("log")
         ax.set_xlabel("claimed GSD (m)")
-        ax.set_title(name, fontsize=10)
+        ax.set_title(name, fontsize=10, pad=16)
         ax.set_ylim(-0.02, 1.02)
     np.atleast_1d(axes)[0].set_ylabel("share answered as the larger member")
     np.atleast_1d(axes)[-1].legend(fontsize=8, loc="lower right")
