@@ -188,3 +188,27 @@ def test_bad_arguments_name_the_argument(backbones: dict, root: Path) -> None:
         Collator(backbones["qwen3_vl"], root, padding_side="middle")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="max_length"):
         Collator(backbones["qwen3_vl"], root, max_length=0)
+
+
+def test_a_random_resize_reaches_the_model_and_a_stale_one_is_refused(
+    backbones: dict, root: Path
+) -> None:
+    from earthvlm.data.augment import resize_record
+
+    bb = backbones["qwen3_vl"]
+    rec = _record("c", "ship", ["images/c.tif"])
+    rec = rec.model_copy(
+        update={"images": [rec.images[0].model_copy(update={"width": 128, "height": 128})]}
+    )
+    full = Collator(bb, root)([rec])
+    half = Collator(bb, root)([resize_record(rec, 0.5)])
+    # 128 px -> 64 px: a quarter of the patches (Qwen3-VL: 16 px patches)
+    assert full.inputs["image_grid_thw"].tolist() == [[1, 8, 8]]
+    assert half.inputs["image_grid_thw"].tolist() == [[1, 4, 4]]
+    assert half.gsds[0].point_m == pytest.approx(1.0)  # 0.5 m at half the side
+    # the instruction was made for a 128 px file; b.tif is 48 px
+    resized = resize_record(rec, 0.5)
+    moved = resized.images[0].model_copy(update={"path": "images/b.tif"})
+    stale = resized.model_copy(update={"images": [moved]})
+    batch = Collator(bb, root)([stale])
+    assert len(batch) == 0 and dict(batch.ledger.failed) == {"stale_resize": 1}

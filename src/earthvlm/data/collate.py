@@ -19,9 +19,9 @@ GSD list ScaleEarth needs, in batch order.
   ``mm_token_type_ids`` is kept (transformers 5 requires it with ``image_grid_thw``).
 * Every record is counted in the batch's :class:`~earthvlm.data.ledger.Ledger`: ok, or
   failed with a short reason (``path_escape``, ``missing_image``, ``unreadable_image``,
-  ``unsupported_modality``, ``unsupported_image``, ``control_token``, ``too_long``,
-  ``no_target``). With ``on_error="drop"`` (training) a failed sample is left out of the
-  batch but counted; with ``"raise"`` the first failure raises.
+  ``unsupported_modality``, ``unsupported_image``, ``stale_resize``, ``control_token``,
+  ``too_long``, ``no_target``). With ``on_error="drop"`` (training) a failed sample is
+  left out of the batch but counted; with ``"raise"`` the first failure raises.
 
 Dataset text may not contain the tokenizer's special tokens (``<|im_start|>``,
 ``<|image_pad|>``, ...): rendered verbatim they would forge turns or image slots. The
@@ -47,11 +47,12 @@ import numpy as np
 from PIL import Image
 from rasterio.errors import NotGeoreferencedWarning
 
+from earthvlm.data.augment import apply_resize
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.paths import resolve_within
 from earthvlm.data.pixels import PixelProcessor
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record
-from earthvlm.errors import EarthVLMError, PathEscapeError, RasterError
+from earthvlm.errors import EarthVLMError, PathEscapeError, RasterError, RecordError
 from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS, open_raster, read_pixels
 from earthvlm.scale.gsd import GSD
 
@@ -268,7 +269,11 @@ class Collator:
             for p in m.content:
                 if isinstance(p, ImagePart):
                     ref = rec.images[p.index]
-                    parts.append({"type": "image", "image": self.load_image(ref)})
+                    try:  # a random resize (earthvlm.data.augment) is applied here
+                        image = apply_resize(self.load_image(ref), rec, p.index)
+                    except RecordError as e:
+                        raise SampleError("stale_resize", str(e)) from None
+                    parts.append({"type": "image", "image": image})
                     gsds.append(ref.gsd)
                 else:
                     parts.append({"type": "text", "text": p.text})
