@@ -87,6 +87,7 @@ TORCH_FREE = {"geo", "scale", "data", "synth", "teacher"}
 TORCH_FREE_PACKAGES = {
     "earthvlm.eval.metrics",
     "earthvlm.eval.judge",
+    "earthvlm.eval.benchmarks",
     # UHR reading and the zoom tool run wherever data is prepared; only the loop may
     # use a model
     "earthvlm.uhr.view",

@@ -21,6 +21,7 @@ from rich.table import Table
 from earthvlm import __version__
 from earthvlm.cli.data import data_app
 from earthvlm.cli.diagnose import diagnose_app
+from earthvlm.cli.evaluate import eval_command
 from earthvlm.cli.train import train_command
 
 app = typer.Typer(
@@ -32,6 +33,7 @@ app = typer.Typer(
 records_app = typer.Typer(help="Check and inspect JSONL record files.", no_args_is_help=True)
 app.add_typer(records_app, name="records")
 app.command("train")(train_command)
+app.command("eval")(eval_command)
 app.add_typer(diagnose_app, name="diagnose")
 app.add_typer(data_app, name="data")
 

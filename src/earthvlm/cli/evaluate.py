@@ -1,0 +1,133 @@
+"""``earthvlm eval``: run a trained model on benchmarks and write scores and reports.
+
+Generation is batched and greedy, raw answers are cached per record (a rerun resumes
+without recomputing them), and under ``accelerate launch`` the examples are shared among
+the processes. Reports land under ``--out`` (default ``<run>/eval/<checkpoint>``): per
+benchmark ``report.md``, ``scores.csv``, ``scores.json`` and ``predictions.jsonl``, and a
+``summary.md`` / ``summary.csv`` over all of them.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+#: Environment variable naming a folder with one data folder per benchmark.
+DATA_ENV = "EARTHVLM_BENCHMARKS"
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err_console.print(f"[red]error:[/] {message}")
+    return typer.Exit(code)
+
+
+def data_folder(name: str, data: Path | None) -> Path:
+    """Where benchmark ``name`` reads its files: ``<data>/<name>`` when that folder exists,
+    else ``<data>`` itself (one folder for all, e.g. a synthetic dataset); without
+    ``--data``, ``$EARTHVLM_BENCHMARKS/<name>``.
+
+    Raises:
+        typer.Exit: When no folder is given or it does not exist.
+    """
+    if data is None:
+        base = os.environ.get(DATA_ENV)
+        if not base:
+            raise _fail(
+                f"{name}: no data folder; pass --data (a folder with the benchmark's files, "
+                f"or one with a subfolder per benchmark) or set {DATA_ENV}"
+            )
+        folder = Path(base) / name
+    else:
+        folder = data / name if (data / name).is_dir() else data
+    if not folder.exists():
+        raise _fail(f"{name}: data folder {folder} does not exist")
+    return folder
+
+
+def eval_command(
+    model: Annotated[
+        Path,
+        typer.Option("--model", help="A run folder (config.yaml + checkpoints) or a checkpoint."),
+    ],
+    bench: Annotated[
+        str,
+        typer.Option(
+            "--bench",
+            help="Benchmarks, comma-separated: synth_chips, synth_vqa, synth_grounding, "
+            "synth_detection, xlrs_lite, rsvqa_lr, rsvqa_hr.",
+        ),
+    ],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            help="Data folder: one per benchmark under it (named after the benchmark), or "
+            f"one folder for all. Default: ${DATA_ENV}/<benchmark>."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Output folder (default: <run>/eval/<checkpoint>).")
+    ] = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Ask at most this many examples per benchmark.")
+    ] = None,
+    batch_size: Annotated[int, typer.Option(help="Examples per generation call.")] = 8,
+    max_new_tokens: Annotated[
+        int | None, typer.Option(help="New tokens per answer (default: each benchmark's own).")
+    ] = None,
+) -> None:
+    """Evaluate a trained model on benchmarks (greedy decoding, resumable, shardable with
+    accelerate launch). Exit code 2 for bad arguments, 1 if a run fails."""
+    from earthvlm.errors import EarthVLMError
+    from earthvlm.eval.benchmarks import BenchmarkError, parse_names
+
+    try:
+        names = parse_names(bench)
+    except BenchmarkError as e:
+        raise _fail(str(e)) from None
+    folders = {name: data_folder(name, data) for name in names}
+    from earthvlm.eval.runner import Processes, RunConfig, run_benchmarks
+    from earthvlm.eval.trained import load_trained
+
+    try:
+        config = RunConfig(batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit)
+    except ValueError as e:
+        raise _fail(str(e)) from None
+    try:
+        trained = load_trained(model)
+    except EarthVLMError as e:
+        raise _fail(str(e)) from None
+    folder = out or trained.checkpoint.parent / "eval" / Path(trained.checkpoint).resolve().name
+    procs = Processes.from_accelerate()
+    try:
+        runs = run_benchmarks(trained, names, folders.__getitem__, folder, config, procs)
+    except (EarthVLMError, ValueError) as e:
+        raise _fail(str(e), code=1) from None
+    if not procs.is_main:
+        return
+    console.print(_table(runs, trained))
+    console.print(f"reports: {folder / 'summary.md'}")
+
+
+def _table(runs: list[Any], model: Any) -> Table:
+    table = Table(title=f"{model.name} ({model.variant})")
+    for col in ("benchmark", "n", "metric", "value", "generated", "cached", "refused"):
+        table.add_column(col, justify="left" if col in ("benchmark", "metric") else "right")
+    for r in runs:
+        res = r.result
+        value = "-" if res is None or res.headline != res.headline else f"{res.headline:.4f}"
+        table.add_row(
+            r.name, str(res.n if res else r.n_examples), res.metric if res else "-", value,
+            str(r.n_generated), str(r.n_cached), str(sum(r.failures.values())),
+        )  # fmt: skip
+    return table
+
+
+__all__ = ["DATA_ENV", "data_folder", "eval_command"]

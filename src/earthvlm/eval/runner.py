@@ -1,0 +1,581 @@
+"""Run a trained model on benchmarks: batched greedy generation, a resumable cache, reports.
+
+:func:`run_benchmark` asks a :class:`~earthvlm.eval.trained.TrainedModel` every example of
+one :class:`~earthvlm.eval.benchmarks.Benchmark` and scores the answers:
+
+* **Generation.** Records go through the model's :meth:`~TrainedModel.prepare` (B3 states
+  the GSD in the prompt) and the collator in generation mode (left padding), ``batch_size``
+  at a time; decoding is greedy (``do_sample=False``, one beam) for the benchmark's
+  ``max_new_tokens`` unless the run sets it. Runs with a scale path decode through
+  :meth:`earthvlm.models.ScaleEarth.generate`, which keeps each sample's gates fixed for
+  the whole answer. Special tokens (image pads included) are dropped from the text; what
+  is left, garbage or not, is the prediction the scorer sees.
+* **Cache.** Every batch's raw outputs are appended to a JSONL shard keyed by record id
+  (``<out>/<bench>/shards/rank-NNN.jsonl``, one per process, one ``write`` and an
+  ``fsync`` per batch). A rerun reads every shard, skips the ids already answered and
+  generates only the rest, so a crash costs at most one batch; a torn last line is cut
+  off before appending. ``generation.json`` records what the cached answers depend on
+  (checkpoint, benchmark version and options, ``max_new_tokens``, greedy decoding): a
+  rerun with a different setup is refused rather than mixed.
+* **Processes.** Under ``accelerate launch`` (or ``torchrun``; without CUDA the processes
+  share the CPU over gloo) process *i* of *k* takes every *k*-th example
+  (``records[i::k]``) and writes its own shard; after a barrier the main process merges
+  the shards, scores and writes the reports. On one process (CPU included) the same code
+  runs with *k* = 1. The number of processes may change between resumed runs.
+* **Reports.** ``predictions.jsonl`` (per record: prediction, reference, score,
+  failure), ``scores.json`` (the result, the run's settings, the examples' ledger and
+  provenance: package versions, git commit, model checkpoint), ``scores.csv`` (summary
+  metrics and one row per category) and ``report.md``; ``COMPLETE`` is written last.
+  :func:`run_benchmarks` adds ``summary.md`` and ``summary.csv`` over several benchmarks.
+
+A record the collator refuses (missing image, too long, ...) is counted as a failure with
+its reason, kept in the cache and scored as wrong (prediction None); it is tried again on
+the next run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from earthvlm.data.collate import Collator
+from earthvlm.data.record import Record
+from earthvlm.errors import EarthVLMError
+from earthvlm.eval.benchmarks import Benchmark, BenchmarkResult, build_benchmark
+from earthvlm.eval.diagnostics.report import markdown_table
+from earthvlm.eval.trained import TrainedModel
+from earthvlm.io import atomic_write_text
+from earthvlm.provenance import provenance
+
+#: Written last in a benchmark's folder: its reports are complete.
+COMPLETE_FILE = "COMPLETE"
+SHARD_DIR = "shards"
+
+
+class EvalError(EarthVLMError):
+    """An evaluation cannot run or resume (stale cache, duplicate record ids, no data)."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """How benchmarks are run.
+
+    Attributes:
+        batch_size: Records per generation call (per process).
+        max_new_tokens: New tokens per answer; None: each benchmark's own.
+        limit: Ask at most this many examples per benchmark (the first ones).
+        image_cache: Decoded images kept by the collator (questions share images).
+    """
+
+    batch_size: int = 8
+    max_new_tokens: int | None = None
+    limit: int | None = None
+    image_cache: int = 64
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size={self.batch_size}: must be >= 1")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens={self.max_new_tokens}: must be >= 1 or None")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"limit={self.limit}: must be >= 1 or None (all examples)")
+        if self.image_cache < 0:
+            raise ValueError(f"image_cache={self.image_cache}: must be >= 0")
+
+
+def _no_wait() -> None:
+    return None
+
+
+@dataclass
+class Processes:
+    """This process's share of the work and how processes wait for each other.
+
+    Attributes:
+        index: This process's rank.
+        count: Processes in the run.
+        device: Where this process runs the model.
+        barrier: Blocks until every process reaches it.
+    """
+
+    index: int = 0
+    count: int = 1
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    barrier: Callable[[], None] = _no_wait
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.index < self.count:
+            raise ValueError(f"process index {self.index} is outside 0..{self.count - 1}")
+
+    @property
+    def is_main(self) -> bool:
+        return self.index == 0
+
+    @classmethod
+    def from_accelerate(cls) -> Processes:
+        """The processes ``accelerate launch`` (or ``torchrun``) started; one process when
+        run plainly. Without CUDA, several processes share the work on CPU (gloo), as with
+        ``ACCELERATE_USE_CPU=true``."""
+        from accelerate import PartialState
+        from accelerate.utils import parse_flag_from_env
+
+        several = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        cpu = parse_flag_from_env("ACCELERATE_USE_CPU") or (
+            several and not torch.cuda.is_available()
+        )
+        state = PartialState(cpu=cpu)
+        return cls(state.process_index, state.num_processes, state.device,
+                   state.wait_for_everyone)  # fmt: skip
+
+
+# -- the cache -----------------------------------------------------------------------------
+
+
+def _cut_torn_tail(path: Path) -> None:
+    """Truncate a file after its last newline (a crash mid-append leaves half a line)."""
+    if not path.is_file():
+        return
+    with open(path, "rb+") as f:
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        if end != len(data):
+            f.truncate(end)
+
+
+class PredictionCache:
+    """Raw outputs of one benchmark, one JSONL shard per process, keyed by record id.
+
+    Args:
+        folder: The benchmark's output folder (shards live in ``shards/`` inside).
+        rank: The shard this process appends to.
+    """
+
+    def __init__(self, folder: Path, rank: int = 0) -> None:
+        self.dir = folder / SHARD_DIR
+        self.path = self.dir / f"rank-{rank:03d}.jsonl"
+
+    def load(self) -> dict[str, dict[str, Any]]:
+        """Every shard's rows by id; an answered row wins over a failed one. Lines that do
+        not parse (a torn last line of a shard still being written) are ignored."""
+        rows: dict[str, dict[str, Any]] = {}
+        for shard in sorted(self.dir.glob("rank-*.jsonl")):
+            for line in shard.read_text(encoding="utf-8").splitlines():
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                if not isinstance(row, dict) or not isinstance(row.get("id"), str):
+                    continue
+                old = rows.get(row["id"])
+                if old is None or old.get("prediction") is None:
+                    rows[row["id"]] = row
+        return rows
+
+    def append(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append rows with one write and an fsync (a crash loses at most this batch)."""
+        if not rows:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        _cut_torn_tail(self.path)
+        data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _check_setup(folder: Path, setup: dict[str, Any], *, write: bool) -> None:
+    """Refuse to resume a cache made under another setup; record the setup (``write``)
+    when none is recorded yet."""
+    path = folder / "generation.json"
+    setup = json.loads(json.dumps(setup))  # compare as stored (tuples become lists)
+    if path.is_file():
+        old = json.loads(path.read_text(encoding="utf-8"))
+        if old != setup:
+            diff = [k for k in sorted(set(old) | set(setup)) if old.get(k) != setup.get(k)]
+            raise EvalError(
+                f"{folder}: the cached predictions were made with another setup "
+                f"({', '.join(diff)} differ: {[old.get(k) for k in diff]} vs "
+                f"{[setup.get(k) for k in diff]}); pass another --out, or delete "
+                f"{folder / SHARD_DIR} and {path.name} to recompute"
+            )
+        return
+    if write:
+        atomic_write_text(path, json.dumps(setup, indent=2, sort_keys=True) + "\n")
+
+
+# -- generation ----------------------------------------------------------------------------
+
+
+def _eos_ids(model: TrainedModel) -> set[int]:
+    eos = model.parts.backbone.model.generation_config.eos_token_id
+    return set(eos if isinstance(eos, list) else [] if eos is None else [eos])
+
+
+@torch.no_grad()
+def generate_answers(
+    model: TrainedModel,
+    collator: Collator,
+    records: Sequence[Record],
+    *,
+    max_new_tokens: int,
+    device: torch.device | str = "cpu",
+) -> list[dict[str, Any]]:
+    """Greedy answers for one batch: a cache row per record, in order.
+
+    Returns:
+        ``{"id", "prediction", "truncated", "failure"}`` per record: the decoded new
+        tokens (special tokens dropped) and whether the answer hit ``max_new_tokens``;
+        or, for a record the collator refused, ``prediction`` None and ``failure`` its
+        reason.
+    """
+    batch = collator([model.prepare(r) for r in records])
+    rows = {
+        rid: {"id": rid, "prediction": None, "truncated": False, "failure": reason,
+              "message": message}
+        for rid, reason, message in batch.failures
+    }  # fmt: skip
+    if batch.inputs is not None:
+        inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+        kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1,
+                  "pad_token_id": collator.pad_id}  # fmt: skip
+        if model.parts.scale is not None:
+            out = model.parts.scale.generate(gsd=batch.gsds, **inputs, **kwargs)
+        else:
+            out = model.parts.module.net.generate(**inputs, **kwargs)
+        new = out[:, inputs["input_ids"].shape[1] :].cpu()
+        texts = model.parts.backbone.tokenizer.batch_decode(new, skip_special_tokens=True)
+        eos = _eos_ids(model)
+        for rid, tokens, text in zip(batch.ids, new.tolist(), texts, strict=True):
+            ended = any(t in eos for t in tokens)
+            rows[rid] = {"id": rid, "prediction": text.strip(),
+                         "truncated": not ended and len(tokens) >= max_new_tokens,
+                         "failure": None}  # fmt: skip
+    return [rows[r.id] for r in records]
+
+
+def _place(model: TrainedModel, device: torch.device) -> None:
+    module = model.parts.module
+    if getattr(model.parts.backbone.model, "is_loaded_in_4bit", False):
+        return  # quantised weights are placed when loaded
+    first = next(module.parameters(), None)
+    if first is not None and first.device != torch.device(device):
+        module.to(device)
+
+
+# -- one benchmark -------------------------------------------------------------------------
+
+
+@dataclass
+class BenchmarkRun:
+    """What one benchmark run did.
+
+    Attributes:
+        name: The benchmark.
+        folder: Its output folder.
+        n_examples: Examples asked (after ``limit``).
+        n_generated: Answers generated by this process in this call.
+        n_cached: Answers this process found in the cache.
+        failures: Reason -> records the collator refused (scored as wrong).
+        result: The scores (main process only; None elsewhere).
+        seconds: Wall time of this call.
+    """
+
+    name: str
+    folder: Path
+    n_examples: int
+    n_generated: int = 0
+    n_cached: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    result: BenchmarkResult | None = None
+    seconds: float = 0.0
+
+
+def _model_info(model: TrainedModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "variant": model.variant,
+        "checkpoint": str(Path(model.checkpoint).resolve()),
+        "base_model": model.config.model.path or f"tiny {model.config.model.family}",
+        "stage": model.config.stage,
+    }
+
+
+def run_benchmark(
+    model: TrainedModel,
+    bench: Benchmark,
+    data: str | Path,
+    out: str | Path,
+    config: RunConfig | None = None,
+    processes: Processes | None = None,
+) -> BenchmarkRun:
+    """Generate (or take from the cache) an answer per example, then score and report.
+
+    Args:
+        model: The model under test (moved to ``processes.device`` if elsewhere).
+        bench: The benchmark.
+        data: Its data folder (see the benchmark's ``files``).
+        out: Output folder; the benchmark writes under ``out/<name>/``.
+        config: Batch size, ``max_new_tokens``, ``limit``.
+        processes: This process's share (default: from ``accelerate``).
+
+    Raises:
+        EvalError: For no examples, duplicate record ids or a cache of another setup.
+        BenchmarkError: If the benchmark's files are missing.
+    """
+    t0 = time.perf_counter()
+    config = config or RunConfig()
+    procs = processes or Processes.from_accelerate()
+    folder = Path(out) / bench.name
+    records = list(bench.examples(data, limit=config.limit))
+    if not records:
+        raise EvalError(f"{bench.name}: no examples under {data} ({bench.ledger.summary()})")
+    ids = Counter(r.id for r in records)
+    if len(ids) != len(records):
+        dup = next(k for k, v in ids.items() if v > 1)
+        raise EvalError(f"{bench.name}: record id {dup!r} appears twice; ids key the cache")
+    max_new = config.max_new_tokens or bench.max_new_tokens
+    setup = {"benchmark": bench.name, "version": bench.version, "options": bench.options(),
+             "checkpoint": _model_info(model)["checkpoint"], "max_new_tokens": max_new,
+             "decoding": "greedy"}  # fmt: skip
+    _check_setup(folder, setup, write=procs.is_main)  # every process refuses a stale cache
+
+    cache = PredictionCache(folder, procs.index)
+    done = {k for k, row in cache.load().items() if row.get("prediction") is not None}
+    procs.barrier()  # every process has read the cache before any appends
+    mine = records[procs.index :: procs.count]
+    todo = [r for r in mine if r.id not in done]
+    run = BenchmarkRun(bench.name, folder, len(records), n_cached=len(mine) - len(todo))
+    if todo:
+        _place(model, procs.device)
+        collator = Collator(model.parts.backbone, bench.image_root(data), mode="generate",
+                            max_length=model.config.data.max_length,
+                            image_cache=config.image_cache)  # fmt: skip
+        for start in range(0, len(todo), config.batch_size):
+            rows = generate_answers(model, collator, todo[start : start + config.batch_size],
+                                    max_new_tokens=max_new, device=procs.device)  # fmt: skip
+            cache.append(rows)
+            run.n_generated += sum(r["failure"] is None for r in rows)
+            run.failures.update(r["failure"] for r in rows if r["failure"] is not None)
+    procs.barrier()
+    if procs.is_main:
+        run.result = _score_and_report(model, bench, records, cache.load(), folder, data,
+                                       config, max_new)  # fmt: skip
+    procs.barrier()
+    run.seconds = time.perf_counter() - t0
+    return run
+
+
+def _score_and_report(
+    model: TrainedModel,
+    bench: Benchmark,
+    records: list[Record],
+    cached: dict[str, dict[str, Any]],
+    folder: Path,
+    data: str | Path,
+    config: RunConfig,
+    max_new: int,
+) -> BenchmarkResult:
+    (folder / COMPLETE_FILE).unlink(missing_ok=True)
+    rows = [cached.get(r.id, {"prediction": None, "failure": "not_generated"}) for r in records]
+    predictions = [row.get("prediction") for row in rows]
+    result = bench.score(records, predictions)
+    lines = []
+    for rec, row, s in zip(records, rows, result.item_scores, strict=True):
+        lines.append(json.dumps({
+            "id": rec.id, "category": bench.category(rec), "prediction": row.get("prediction"),
+            "reference": bench.reference(rec), "score": s, "failure": row.get("failure"),
+            "truncated": bool(row.get("truncated")),
+        }, ensure_ascii=False))  # fmt: skip
+    atomic_write_text(folder / "predictions.jsonl", "\n".join(lines) + "\n")
+    failures = Counter(row["failure"] for row in rows if row.get("failure"))
+    generation = {
+        "n_examples": len(records),
+        "n_answered": sum(p is not None for p in predictions),
+        "failures": dict(sorted(failures.items())),
+        "truncated": sum(bool(row.get("truncated")) for row in rows),
+        "max_new_tokens": max_new,
+        "decoding": "greedy",
+    }
+    report = {
+        "benchmark": bench.name,
+        "version": bench.version,
+        "options": bench.options(),
+        "data": str(data),
+        "run": asdict(config),
+        "generation": generation,
+        "examples": bench.ledger.to_dict(),
+        "model": _model_info(model),
+        "provenance": provenance(),
+        "written": datetime.now(UTC).isoformat(timespec="seconds"),
+        "result": result.to_dict(),
+    }
+    atomic_write_text(folder / "scores.json", json.dumps(report, indent=2) + "\n")
+    atomic_write_text(folder / "scores.csv", _csv(_score_rows(result)))
+    atomic_write_text(folder / "report.md", _markdown(report, result))
+    atomic_write_text(folder / COMPLETE_FILE, report["written"] + "\n")
+    return result
+
+
+# -- reports -------------------------------------------------------------------------------
+
+_CSV_HEADER = ("benchmark", "version", "category", "n", "metric", "value")
+
+
+def _fmt(v: Any) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _score_rows(result: BenchmarkResult) -> list[tuple[Any, ...]]:
+    """Summary metrics (category ``all``), then the headline per category."""
+    rows: list[tuple[Any, ...]] = [
+        (result.benchmark, result.version, "all", result.n, k, v) for k, v in result.metrics.items()
+    ]
+    rows += [
+        (result.benchmark, result.version, c, s.n, result.metric,
+         None if math.isnan(s.score) else s.score)
+        for c, s in result.categories.items()
+    ]  # fmt: skip
+    return rows
+
+
+def _csv(rows: Sequence[Sequence[Any]], header: Sequence[str] = _CSV_HEADER) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(["" if v is None else v for v in r] for r in rows)
+    return buf.getvalue()
+
+
+def _markdown(report: dict[str, Any], result: BenchmarkResult) -> str:
+    model, gen = report["model"], report["generation"]
+    lines = [
+        f"# {result.benchmark} (v{result.version}): {model['name']} ({model['variant']})",
+        "",
+        f"**{result.metric}: {_fmt(result.headline)}** over {result.n} scored of "
+        f"{gen['n_examples']} examples; {gen['n_answered']} answered, "
+        f"{sum(gen['failures'].values())} refused by the collator, {gen['truncated']} cut at "
+        f"{gen['max_new_tokens']} new tokens.",
+        "",
+        "## Metrics",
+        "",
+        markdown_table(["metric", "value"], [[k, _fmt(v)] for k, v in result.metrics.items()]),
+        "",
+        "## By category",
+        "",
+        markdown_table(
+            ["category", "n", result.metric],
+            [[c, s.n, _fmt(s.score)] for c, s in result.categories.items()],
+        ),
+        "",
+        "## Run",
+        "",
+        markdown_table(
+            ["setting", "value"],
+            [
+                ["data", report["data"]],
+                ["examples read", report["examples"]],
+                ["options", report["options"]],
+                ["run", report["run"]],
+                ["failures", gen["failures"] or "none"],
+                ["model", model],
+                ["provenance", report["provenance"]],
+                ["written", report["written"]],
+            ],
+        ),
+        "",
+        "Raw outputs: `predictions.jsonl` (one row per example, with its score); numbers: "
+        "`scores.json`, `scores.csv`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_summary(runs: Sequence[BenchmarkRun], out: str | Path, model: TrainedModel) -> Path:
+    """``summary.md`` and ``summary.csv`` (the headline of every benchmark) under ``out``."""
+    out = Path(out)
+    rows = [
+        (r.name, r.result.version, r.result.n, r.result.metric,
+         None if math.isnan(r.result.headline) else r.result.headline)
+        for r in runs if r.result is not None
+    ]  # fmt: skip
+    atomic_write_text(
+        out / "summary.csv", _csv(rows, ("benchmark", "version", "n", "metric", "value"))
+    )
+    info = _model_info(model)
+    prov = provenance()
+    md = [
+        f"# Evaluation: {info['name']} ({info['variant']})",
+        "",
+        markdown_table(
+            ["benchmark", "version", "n", "metric", "value", "report"],
+            [[*r[:4], _fmt(r[4]), f"[{r[0]}/report.md]({r[0]}/report.md)"] for r in rows],
+        ),
+        "",
+        f"Checkpoint `{info['checkpoint']}`; earthvlm {prov['earthvlm']}, git "
+        f"{prov['git_commit'] or 'unknown'}.",
+        "",
+    ]
+    atomic_write_text(out / "summary.md", "\n".join(md))
+    return out / "summary.md"
+
+
+def run_benchmarks(
+    model: TrainedModel,
+    names: Sequence[str],
+    data: str | Path | Callable[[str], Path],
+    out: str | Path,
+    config: RunConfig | None = None,
+    processes: Processes | None = None,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> list[BenchmarkRun]:
+    """Run several benchmarks in turn and write the summary (main process).
+
+    Args:
+        model: The model under test.
+        names: Registered benchmark names.
+        data: One data folder for all, or ``name -> folder``.
+        out: Output folder.
+        config: How to run them.
+        processes: This process's share (default: from ``accelerate``).
+        options: Benchmark name -> its options.
+    """
+    procs = processes or Processes.from_accelerate()
+    runs = []
+    for name in names:
+        bench = build_benchmark(name, **(options or {}).get(name, {}))
+        folder = data(name) if callable(data) else data
+        runs.append(run_benchmark(model, bench, folder, out, config, procs))
+    if procs.is_main:
+        write_summary(runs, out, model)
+    return runs
+
+
+__all__ = [
+    "COMPLETE_FILE",
+    "BenchmarkRun",
+    "EvalError",
+    "PredictionCache",
+    "Processes",
+    "RunConfig",
+    "generate_answers",
+    "run_benchmark",
+    "run_benchmarks",
+    "write_summary",
+]
