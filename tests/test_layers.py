@@ -93,6 +93,7 @@ TORCH_FREE_PACKAGES = {
     "earthvlm.uhr.view",
     "earthvlm.uhr.reader",
     "earthvlm.uhr.tool",
+    "earthvlm.uhr.chain",
 }
 HEAVY = {"torch", "torchvision", "transformers", "peft", "accelerate", "trl"}
 

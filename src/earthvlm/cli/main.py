@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from earthvlm import __version__
+from earthvlm.cli.ask import ask_command
 from earthvlm.cli.data import data_app
 from earthvlm.cli.diagnose import diagnose_app
 from earthvlm.cli.evaluate import eval_command
@@ -34,6 +35,7 @@ records_app = typer.Typer(help="Check and inspect JSONL record files.", no_args_
 app.add_typer(records_app, name="records")
 app.command("train")(train_command)
 app.command("eval")(eval_command)
+app.command("ask")(ask_command)
 app.add_typer(diagnose_app, name="diagnose")
 app.add_typer(data_app, name="data")
 
