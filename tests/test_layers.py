@@ -77,9 +77,9 @@ LAYERS: dict[str, set[str]] = {
         "geo",
     },
 }
-#: Top-level modules (``errors``, ``io``, ``provenance``, ``__init__``):
+#: Top-level modules (``errors``, ``io``, ``provenance``, ``registry``, ``__init__``):
 #: importable from every layer, and themselves importing no subpackage.
-CORE = {"errors", "io", "provenance", "__init__"}
+CORE = {"errors", "io", "provenance", "registry", "__init__"}
 #: Layers that must import without torch and friends, at module level or inside functions.
 TORCH_FREE = {"geo", "scale", "data", "synth", "teacher"}
 #: Packages that must stay torch-free inside a layer that need not be (scorers run

@@ -92,7 +92,7 @@ def test_save_and_load_through_the_registry(tmp_path: Path) -> None:
 def test_registry_knows_the_methods_and_suggests_on_typos() -> None:
     assert get_method("moelora") is METHOD
     assert get_method("cshlora").prefix == "cshlora_"
-    with pytest.raises(EarthVLMError, match="did you mean 'moelora'"):
+    with pytest.raises(EarthVLMError, match="did you mean moelora"):
         get_method("moe_lora")
 
 

@@ -15,7 +15,6 @@ against.
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 from collections.abc import Callable
@@ -31,6 +30,7 @@ from earthvlm import __version__
 from earthvlm.adapters.context import ScaleContext
 from earthvlm.errors import EarthVLMError
 from earthvlm.io import atomic_dir
+from earthvlm.registry import Registry
 
 CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
@@ -57,23 +57,18 @@ class AdapterMethod:
     make_layer: Callable[[nn.Module, Any, ScaleContext], nn.Module]
 
 
-#: Method name -> "module:attribute" of its AdapterMethod (imported on first use).
-METHODS: dict[str, str] = {
-    "cshlora": "earthvlm.adapters.cshlora.model:METHOD",
-    "moelora": "earthvlm.adapters.moelora.model:METHOD",
-}
+#: The adapter methods by name, each the ``"module:attr"`` of its :class:`AdapterMethod`
+#: (imported on first use).
+REGISTRY: Registry[AdapterMethod] = Registry("adapter method")
+REGISTRY.register("cshlora", "earthvlm.adapters.cshlora.model:METHOD")
+REGISTRY.register("moelora", "earthvlm.adapters.moelora.model:METHOD")
+#: Method name -> "module:attribute" of its AdapterMethod.
+METHODS: dict[str, str] = REGISTRY.entries
 
 
 def get_method(name: str) -> AdapterMethod:
     """The registered method called ``name`` (with a "did you mean" on a miss)."""
-    if name not in METHODS:
-        import difflib
-
-        near = difflib.get_close_matches(name, METHODS, n=1)
-        hint = f"; did you mean {near[0]!r}?" if near else ""
-        raise EarthVLMError(f"unknown adapter method {name!r}{hint} Known: {sorted(METHODS)}")
-    module, _, attr = METHODS[name].partition(":")
-    return getattr(importlib.import_module(module), attr)
+    return REGISTRY.get(name)
 
 
 def target_names(model: nn.Module, config: Any) -> list[str]:

@@ -50,6 +50,13 @@ from PIL import Image
 
 from earthvlm.data.detection_text import NONE_TARGET, serialise_detections
 from earthvlm.data.record import Box, Message, Record, TextPart
+from earthvlm.data.sources._prompts import (
+    CLASSIFICATION_TEMPLATE,
+    DETECTION_ASK,
+    DETECTION_TEMPLATE,
+    GROUNDING_ASK,
+    GROUNDING_TEMPLATE,
+)
 from earthvlm.errors import RecordError
 from earthvlm.geo.boxes import obb_to_quad, scale_xy
 
@@ -57,55 +64,15 @@ _NONE = f'"{NONE_TARGET}"'
 
 # -- tables ------------------------------------------------------------------------------
 
-#: The detection format sentence per ``(format, style)``: the wording of
-#: ``earthvlm.data.sources._prompts`` (template 0 reproduces its prompts exactly).
-DETECTION_ASK: dict[tuple[str, str], str] = {
-    ("quad", "plain"): (
-        "Give one object per line as x1,y1,x2,y2,x3,y3,x4,y4 class, with the corners of "
-        "its oriented box in pixels."
-    ),
-    ("hbox", "plain"): "Give one object per line as x1,y1,x2,y2 class, with its box in pixels.",
-    ("quad", "json"): (
-        'Answer with a JSON list of {"quadrant bbox": [x1, y1, x2, y2, x3, y3, x4, y4], '
-        '"label": class} objects, the corners of each oriented box in pixels.'
-    ),
-    ("hbox", "json"): (
-        'Answer with a JSON list of {"bbox_2d": [x1, y1, x2, y2], "label": class} objects, '
-        "boxes in pixels."
-    ),
-}
-
-#: The grounding format sentence per ``(format, style)``; the label is the expression.
-GROUNDING_ASK: dict[tuple[str, str], str] = {
-    ("hbox", "plain"): (
-        "Give one line per matching object as x1,y1,x2,y2 object, the box in pixels; "
-        f"answer {_NONE} if it is absent."
-    ),
-    ("quad", "plain"): (
-        "Give one line per matching object as x1,y1,x2,y2,x3,y3,x4,y4 object, the corners "
-        f"of its oriented box in pixels; answer {_NONE} if it is absent."
-    ),
-    ("hbox", "json"): (
-        'Answer with a JSON list of {"bbox_2d": [x1, y1, x2, y2], "label": object} items, '
-        f"one per matching object, boxes in pixels; answer {_NONE} if it is absent."
-    ),
-    ("quad", "json"): (
-        'Answer with a JSON list of {"quadrant bbox": [x1, y1, x2, y2, x3, y3, x4, y4], '
-        '"label": object} items, one per matching object, the corners of each oriented box '
-        f"in pixels; answer {_NONE} if it is absent."
-    ),
-}
-
 #: Instruction templates per task. Slots: ``{question}`` (VQA, counting: the original
 #: question, kept whole with any answer-format sentence it carries), ``{classes}``
 #: (classification: the class list; detection: an optional `` Classes: a, b.``),
 #: ``{expression}`` (grounding), ``{format}`` (the format sentence of the target's
 #: format and style). No template changes what the answer looks like. Template 0 is the
-#: wording the dataset readers write.
+#: wording the dataset readers write (:mod:`earthvlm.data.sources._prompts`).
 TEMPLATES: dict[str, tuple[str, ...]] = {
     "classification": (
-        "Classify the scene in this remote-sensing image. Answer with one of these classes: "
-        "{classes}.",
+        CLASSIFICATION_TEMPLATE,
         "Which of these scene classes does this image show: {classes}? Answer with the class "
         "name only.",
         "What kind of scene is shown in this aerial image? Choose one of: {classes}.",
@@ -130,14 +97,13 @@ TEMPLATES: dict[str, tuple[str, ...]] = {
         "What does this image show? Describe it.",
     ),
     "grounding": (
-        "Locate this in the image: {expression}. {format}",
+        GROUNDING_TEMPLATE,
         "Find {expression} in the image. {format}",
         "Where is {expression} in this image? {format}",
         "Give the location of {expression}. {format}",
     ),
     "detection": (
-        "Detect all objects in this image. {format}{classes} If there is no object, answer "
-        f"{_NONE}",
+        DETECTION_TEMPLATE,
         "Find every object in this aerial image. {format}{classes} If the image holds no "
         f"object, answer {_NONE}",
         "List the objects in this remote-sensing image with their boxes. {format}{classes} "

@@ -48,7 +48,9 @@ def quarantine_path_for(path: Path) -> Path:
     return path.with_name(path.name.removesuffix(".jsonl") + ".quarantine.jsonl")
 
 
-def _reason(err: ValidationError) -> tuple[str, str]:
+def validation_reason(err: ValidationError) -> tuple[str, str]:
+    """The quarantine reason and detail of a record schema error: ``("images:missing",
+    "images: Field required")``."""
     first = primary_error(err)
     loc = [str(x) for x in first["loc"] if not isinstance(x, int)]
     kind = first["type"]
@@ -126,7 +128,7 @@ def read_records(
             try:
                 rec = Record.model_validate(obj)
             except ValidationError as e:
-                reason, detail = _reason(e)
+                reason, detail = validation_reason(e)
                 fail(lineno, reason, detail, raw)
                 continue
             if rec.id in seen:

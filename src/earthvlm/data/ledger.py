@@ -75,6 +75,13 @@ class Ledger:
         self.skipped.update(other.skipped)
         self.failed.update(other.failed)
 
+    def merge_left_out(self, other: Ledger) -> None:
+        """Add another ledger's skipped and failed items to this one (the items it passed
+        on are counted here as they are taken)."""
+        self.read += other.n_skipped + other.n_failed
+        self.skipped.update(other.skipped)
+        self.failed.update(other.failed)
+
     def summary(self) -> str:
         """One line for people: ``file.jsonl: read 10 = ok 8 + skipped 1 + failed 1 (...)``."""
         parts = [f"{self.stage}: read {self.read} = ok {self.ok}"]

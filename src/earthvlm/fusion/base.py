@@ -1,10 +1,13 @@
 """What every fusion method shares: groups in, fused tokens out; pooling; the registry.
 
-A method subclasses :class:`SensorFusion` and implements :meth:`SensorFusion.fuse_pair`
-for a group that has both sensors. Everything else is common: validation, the identity
-for a single sensor (EarthMind accepts single-sensor input unchanged, sec. 3), the empty
-output for a group with no image, and adaptive pooling of the optical tokens onto the
-SAR grid (sec. 3.2, before Eq. 2).
+A method subclasses :class:`SensorFusion` and implements
+:meth:`SensorFusion.token_weights`: the two-way weights ``[w_o, w_s]`` of each token once
+the optical tokens are on the SAR grid (Eq. 7 then mixes the two sensors). A method that
+fuses otherwise (concatenation) overrides :meth:`SensorFusion.fuse_pair` instead.
+Everything else is common: validation, the identity for a single sensor (EarthMind
+accepts single-sensor input unchanged, sec. 3), the empty output for a group with no
+image, and adaptive pooling of the optical tokens onto the SAR grid (sec. 3.2, before
+Eq. 2).
 
 Trainable parameters of fusion modules carry the ``fusion_`` prefix (what is trained and
 saved).
@@ -32,6 +35,10 @@ from earthvlm.fusion.tokens import (
 
 #: Prefix of every trainable fusion parameter.
 PREFIX = "fusion_"
+
+#: What :meth:`SensorFusion.token_weights` returns: ``(weights, alpha, beta)``, each
+#: ``(N, 2)`` (see :class:`FusedTokens`); alpha and beta None where a method has none.
+TokenWeights = tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]
 
 
 def pool_to_grid(tokens: torch.Tensor, src: Grid, dst: Grid, mode: str = "avg") -> torch.Tensor:
@@ -107,7 +114,26 @@ class SensorFusion(nn.Module):
         sar_grid: Grid | None,
         text: torch.Tensor | None,
     ) -> FusedTokens:
-        """Fuse a group that has both sensors (shapes already validated)."""
+        """Fuse a group that has both sensors (shapes already validated).
+
+        Eq. 7, shared by every method but concatenation: the optical tokens are brought
+        onto the SAR grid (:meth:`align`, X-hat_o), :meth:`token_weights` gives each
+        token's ``[w_o, w_s]``, and the fused token is ``w_o * X-hat_o + w_s * X_s`` in
+        the tokens' dtype, on the SAR grid.
+        """
+        xo = self.align(optical, sar, optical_grid, sar_grid)
+        weights, alpha, beta = self.token_weights(xo, sar, text)
+        w = weights.to(sar.dtype)
+        tokens = w[:, :1] * xo + w[:, 1:] * sar
+        source = torch.full((sar.shape[0],), FUSED, dtype=torch.long, device=sar.device)
+        return FusedTokens(tokens, source, sar_grid, weights, alpha, beta)
+
+    def token_weights(
+        self, xo: torch.Tensor, sar: torch.Tensor, text: torch.Tensor | None
+    ) -> TokenWeights:
+        """``[w_o, w_s]`` per token ``(N, 2)``, rows summing to 1, and the scores behind
+        them, for the optical tokens on the SAR grid ``xo`` (X-hat_o) and ``sar``, both
+        ``(N, D)``, given the prompt's embeddings ``text`` ``(L, D)`` if any."""
         raise NotImplementedError
 
     def align(
@@ -134,21 +160,6 @@ class SensorFusion(nn.Module):
                 "(rows, cols) so that the optical tokens can be pooled onto the SAR grid"
             )
         return pool_to_grid(optical, optical_grid, sar_grid, self.config.pooling)
-
-    @staticmethod
-    def fused_output(
-        optical_aligned: torch.Tensor,
-        sar: torch.Tensor,
-        weights: torch.Tensor,
-        grid: Grid | None,
-        alpha: torch.Tensor | None = None,
-        beta: torch.Tensor | None = None,
-    ) -> FusedTokens:
-        """Eq. 7: ``w_o * x_o + w_s * x_s`` per token, in the tokens' dtype."""
-        w = weights.to(sar.dtype)
-        tokens = w[:, :1] * optical_aligned + w[:, 1:] * sar
-        source = torch.full((sar.shape[0],), FUSED, dtype=torch.long, device=sar.device)
-        return FusedTokens(tokens, source, grid, weights, alpha, beta)
 
 
 def build_fusion(config: FusionConfig) -> SensorFusion:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch.nn import functional as F
 
-from earthvlm.fusion.base import SensorFusion
+from earthvlm.fusion.base import SensorFusion, TokenWeights
 from earthvlm.fusion.tokens import OPTICAL, SAR, FusedTokens, Grid
 
 
@@ -41,17 +41,10 @@ class ConcatFusion(SensorFusion):
 class AverageFusion(SensorFusion):
     """``(X-hat_o + X_s) / 2`` per token on the SAR grid (Table 4, "Element-wise Average")."""
 
-    def fuse_pair(
-        self,
-        optical: torch.Tensor,
-        sar: torch.Tensor,
-        optical_grid: Grid | None,
-        sar_grid: Grid | None,
-        text: torch.Tensor | None,
-    ) -> FusedTokens:
-        xo = self.align(optical, sar, optical_grid, sar_grid)
-        weights = torch.full((sar.shape[0], 2), 0.5, device=sar.device)
-        return self.fused_output(xo, sar, weights, sar_grid)
+    def token_weights(
+        self, xo: torch.Tensor, sar: torch.Tensor, text: torch.Tensor | None
+    ) -> TokenWeights:
+        return torch.full((sar.shape[0], 2), 0.5, device=sar.device), None, None
 
 
 class CosineFusion(SensorFusion):
@@ -64,16 +57,9 @@ class CosineFusion(SensorFusion):
     (The cosine of the co-located pair alone is symmetric and would give 0.5 / 0.5.)
     """
 
-    def fuse_pair(
-        self,
-        optical: torch.Tensor,
-        sar: torch.Tensor,
-        optical_grid: Grid | None,
-        sar_grid: Grid | None,
-        text: torch.Tensor | None,
-    ) -> FusedTokens:
-        xo = self.align(optical, sar, optical_grid, sar_grid)
+    def token_weights(
+        self, xo: torch.Tensor, sar: torch.Tensor, text: torch.Tensor | None
+    ) -> TokenWeights:
         cos = F.normalize(xo.float(), dim=-1) @ F.normalize(sar.float(), dim=-1).t()  # (N, N)
         alpha = torch.stack([cos.mean(dim=1), cos.mean(dim=0)], dim=-1)
-        weights = F.softmax(alpha / self.config.temperature, dim=-1)
-        return self.fused_output(xo, sar, weights, sar_grid, alpha)
+        return F.softmax(alpha / self.config.temperature, dim=-1), alpha, None

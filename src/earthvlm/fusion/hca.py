@@ -42,9 +42,8 @@ import math
 import torch
 from torch.nn import functional as F
 
-from earthvlm.fusion.base import SensorFusion
+from earthvlm.fusion.base import SensorFusion, TokenWeights
 from earthvlm.fusion.config import FusionConfig
-from earthvlm.fusion.tokens import FusedTokens, Grid
 
 
 def _received(scores: torch.Tensor) -> torch.Tensor:
@@ -76,15 +75,9 @@ class HCAFusion(SensorFusion):
         """lambda of Eq. 6, in [0, 1]."""
         return torch.sigmoid(self.fusion_lambda_logit)
 
-    def fuse_pair(
-        self,
-        optical: torch.Tensor,
-        sar: torch.Tensor,
-        optical_grid: Grid | None,
-        sar_grid: Grid | None,
-        text: torch.Tensor | None,
-    ) -> FusedTokens:
-        xo = self.align(optical, sar, optical_grid, sar_grid)
+    def token_weights(
+        self, xo: torch.Tensor, sar: torch.Tensor, text: torch.Tensor | None
+    ) -> TokenWeights:
         n, d = sar.shape
         scale = 1.0 / math.sqrt(d)
         # attention in float32 whatever the tokens' dtype (bf16 softmax over N is coarse)
@@ -108,7 +101,7 @@ class HCAFusion(SensorFusion):
             lam = self.lam.float()
             gamma = lam * alpha + (1.0 - lam) * beta  # Eq. 6
         weights = F.softmax(gamma / self.config.temperature, dim=-1)  # Eq. 7
-        return self.fused_output(xo, sar, weights, sar_grid, alpha, beta)
+        return weights, alpha, beta
 
     def extra_repr(self) -> str:
         kind = "learned" if self.config.learns_lambda else "fixed"

@@ -17,8 +17,6 @@ Torch-free, like the rest of :mod:`earthvlm.data`.
 
 from __future__ import annotations
 
-import difflib
-import importlib
 from typing import TYPE_CHECKING, Any
 
 from earthvlm.data.sources._base import (
@@ -29,11 +27,19 @@ from earthvlm.data.sources._base import (
     SourceReader,
     coerce_option,
 )
+from earthvlm.registry import Registry
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-_BUILTIN: tuple[tuple[str, str], ...] = (
+#: The readers, by source name (lower-case, ``_`` read as ``-``).
+REGISTRY: Registry[type[SourceReader]] = Registry(
+    "source", error=SourceError, base=SourceReader, separator="-"
+)
+#: Source name -> ``"module:attr"`` of its reader class.
+SOURCES: dict[str, str] = REGISTRY.entries
+
+for _name, _target in (
     ("dota", "earthvlm.data.sources.dota:DOTA"),
     ("coco", "earthvlm.data.sources.coco:COCODetection"),
     ("rsvqa-lr", "earthvlm.data.sources.rsvqa:RSVQALR"),
@@ -45,10 +51,8 @@ _BUILTIN: tuple[tuple[str, str], ...] = (
     ("vhm", "earthvlm.data.sources.llava:VHMConversations"),
     ("llava", "earthvlm.data.sources.llava:LLaVAConversations"),
     ("lrs-vqa", "earthvlm.data.sources.lrs_vqa:LRSVQA"),
-)
-
-#: Source name -> ``"module:attr"`` of its reader class.
-SOURCES: dict[str, str] = {}
+):
+    REGISTRY.register(_name, _target)
 
 
 def register_source(name: str, target: str) -> None:
@@ -57,23 +61,12 @@ def register_source(name: str, target: str) -> None:
     Raises:
         SourceError: If the name is taken or the target is not ``module:attr``.
     """
-    module, sep, attr = target.partition(":")
-    if not sep or not module or not attr:
-        raise SourceError(f"source {name!r}: target {target!r} is not 'module:attr'")
-    if name in SOURCES:
-        raise SourceError(
-            f"source {name!r} is already registered as {SOURCES[name]!r}; pick another name"
-        )
-    SOURCES[name] = target
-
-
-for _name, _target in _BUILTIN:
-    register_source(_name, _target)
+    REGISTRY.register(name, target)
 
 
 def list_sources() -> list[str]:
     """The registered source names, sorted."""
-    return sorted(SOURCES)
+    return REGISTRY.names()
 
 
 def get_source(name: str) -> type[SourceReader]:
@@ -83,19 +76,7 @@ def get_source(name: str) -> type[SourceReader]:
         SourceError: For an unknown name (with "did you mean ...?") or a target that
             does not import to a :class:`SourceReader` subclass.
     """
-    key = name.strip().lower().replace("_", "-")
-    if key not in SOURCES:
-        near = difflib.get_close_matches(key, SOURCES, n=3)
-        hint = f"; did you mean {', '.join(near)}?" if near else ""
-        raise SourceError(f"unknown source {name!r}{hint} Known: {', '.join(list_sources())}")
-    module, _, attr = SOURCES[key].partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise SourceError(f"source {key!r}: cannot import {SOURCES[key]} ({e})") from None
-    if not (isinstance(cls, type) and issubclass(cls, SourceReader)):
-        raise SourceError(f"source {key!r}: {SOURCES[key]} is not a SourceReader subclass")
-    return cls
+    return REGISTRY.get(name)
 
 
 def build_reader(name: str, **options: Any) -> SourceReader:
@@ -105,16 +86,8 @@ def build_reader(name: str, **options: Any) -> SourceReader:
         SourceError: For an unknown source or option (with "did you mean ...?").
         ValueError: For an option value the reader refuses (the message names it).
     """
-    cls = get_source(name)
-    known = cls.option_types()
-    for key in options:
-        if key not in known:
-            near = difflib.get_close_matches(key, known, n=3)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
-            raise SourceError(
-                f"{cls.name}: unknown option {key!r}{hint} Options: {', '.join(sorted(known))}"
-            )
-    return cls(**options)
+    reader: SourceReader = REGISTRY.build(name, **options)
+    return reader
 
 
 def parse_options(name: str, pairs: Iterable[str]) -> dict[str, Any]:
@@ -134,6 +107,7 @@ def parse_options(name: str, pairs: Iterable[str]) -> dict[str, Any]:
 
 
 __all__ = [
+    "REGISTRY",
     "SOURCES",
     "Problem",
     "RowError",

@@ -36,11 +36,13 @@ from typing import Any, ClassVar
 
 from pydantic import TypeAdapter, ValidationError
 
+from earthvlm.data.jsonl import validation_reason
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.paths import resolve_within
-from earthvlm.data.record import ImageRef, Record, primary_error
+from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart
 from earthvlm.data.sources._images import ImageHeaderError, image_size
 from earthvlm.errors import EarthVLMError, GSDError, PathEscapeError, RasterError
+from earthvlm.registry import did_you_mean
 from earthvlm.scale.gsd import GSD
 from earthvlm.scale.resolve import resolve_gsd
 from earthvlm.scale.sensors import dataset_gsd, lookup_sensor
@@ -150,16 +152,6 @@ def check_choice(field_name: str, value: object, allowed: tuple[str, ...]) -> No
     """Raise ``ValueError`` naming the field unless ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise ValueError(f"{field_name}={value!r}: choose one of {', '.join(allowed)}")
-
-
-def validation_reason(err: ValidationError) -> tuple[str, str]:
-    """The quarantine reason and detail of a record schema error (as the JSONL reader)."""
-    first = primary_error(err)
-    loc = [str(x) for x in first["loc"] if not isinstance(x, int)]
-    kind = first["type"]
-    reason = f"{loc[0]}:{kind}" if loc else kind
-    where = ".".join(str(x) for x in first["loc"]) or "record"
-    return reason, f"{where}: {first['msg']}"
 
 
 def posix(rel: str | PurePosixPath) -> str:
@@ -416,6 +408,29 @@ class SourceReader:
 
         return Row(rel, lineno, raw_bytes, build)
 
+    def _one_turn(
+        self, key: str, image: ImageRef, prompt: str, answer: str, **fields: Any
+    ) -> Record:
+        """A record of this source asking one question about one image: id
+        ``<source>-<key>``, the image then ``prompt`` in the user turn, ``answer`` as the
+        assistant turn, and ``fields`` (``boxes``, ``meta``) as they are.
+
+        Raises:
+            ValidationError: If the record is invalid (the row is quarantined).
+        """
+        return Record(
+            id=f"{self.source_name}-{key}",
+            task=self.task,
+            source=self.source_name,
+            split=self.split,
+            images=[image],
+            messages=[
+                Message(role="user", content=[ImagePart(index=0), TextPart(text=prompt)]),
+                Message(role="assistant", content=answer),
+            ],
+            **fields,
+        )
+
     # -- images -----------------------------------------------------------------------
 
     def _image(
@@ -525,12 +540,9 @@ def coerce_option(reader: type[SourceReader], key: str, text: str) -> Any:
     """
     types = reader.option_types()
     if key not in types:
-        import difflib
-
-        near = difflib.get_close_matches(key, types, n=3)
-        hint = f"; did you mean {', '.join(near)}?" if near else ""
         raise SourceError(
-            f"{reader.name}: unknown option {key!r}{hint} Options: {', '.join(sorted(types))}"
+            f"{reader.name}: unknown option {key!r}{did_you_mean(key, types)} "
+            f"Options: {', '.join(sorted(types))}"
         )
     hint_type = types[key]
     adapter = TypeAdapter(hint_type)

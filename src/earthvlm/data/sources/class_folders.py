@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from earthvlm.data.record import ImagePart, Message, Record, TextPart
+from earthvlm.data.record import Record
 from earthvlm.data.sources._base import Row, RowError, SourceError, SourceReader, skip
 from earthvlm.data.sources._images import IMAGE_SUFFIXES
 from earthvlm.data.sources._prompts import classification_prompt
@@ -97,18 +97,7 @@ class ClassFolders(SourceReader):
             )
         image = self._image(rel)
         stem = Path(rel).stem
-        return Record(
-            id=f"{self.source_name}-{cls}-{stem}",
-            task=self.task,
-            source=self.source_name,
-            split=self.split,
-            images=[image],
-            messages=[
-                Message(role="user", content=[ImagePart(index=0), TextPart(text=prompt)]),
-                Message(role="assistant", content=class_text(cls)),
-            ],
-            meta={"class": cls},
-        )
+        return self._one_turn(f"{cls}-{stem}", image, prompt, class_text(cls), meta={"class": cls})
 
 
 @dataclass(kw_only=True)

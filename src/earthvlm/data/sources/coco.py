@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from earthvlm.data.detection_text import serialise_detections
-from earthvlm.data.record import Box, ImagePart, Message, Record, TextPart
+from earthvlm.data.record import Box, Record
 from earthvlm.data.sources._base import Row, RowError, SourceError, SourceReader, check_choice
 from earthvlm.data.sources._prompts import detection_prompt
 from earthvlm.geo.boxes import BOX_DEGENERATE, BOX_NOT_NUMERIC, BOX_WRONG_LENGTH, normalise_box
@@ -200,22 +200,8 @@ class COCODetection(SourceReader):
         if repairs:
             meta["box_repairs"] = dict(sorted(repairs.items()))
         prompt = detection_prompt("hbox", self.style, classes if self.list_classes else None)
-        return Record(
-            id=f"{self.source_name}-{image_id}",
-            task=self.task,
-            source=self.source_name,
-            split=self.split,
-            images=[image],
-            messages=[
-                Message(role="user", content=[ImagePart(index=0), TextPart(text=prompt)]),
-                Message(
-                    role="assistant",
-                    content=serialise_detections(targets, fmt="hbox", style=self.style),
-                ),
-            ],
-            boxes=boxes,
-            meta=meta,
-        )
+        answer = serialise_detections(targets, fmt="hbox", style=self.style)
+        return self._one_turn(str(image_id), image, prompt, answer, boxes=boxes, meta=meta)
 
     def _box(
         self, j: int, ann: Any, names: dict[Any, str], width: int, height: int

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from earthvlm.data.detection_text import serialise_detections
-from earthvlm.data.record import Box, ImagePart, Message, Record, TextPart
+from earthvlm.data.record import Box, Record
 from earthvlm.data.sources._base import Row, RowError, SourceReader, check_choice, skip
 from earthvlm.data.sources._images import IMAGE_SUFFIXES
 from earthvlm.data.sources._prompts import detection_prompt
@@ -205,22 +205,8 @@ class DOTA(SourceReader):
         if repairs:
             meta["box_repairs"] = dict(sorted(repairs.items()))
         prompt = detection_prompt(self.fmt, self.style, classes if self.list_classes else None)
-        return Record(
-            id=f"{self.source_name}-{stem}",
-            task=self.task,
-            source=self.source_name,
-            split=self.split,
-            images=[image],
-            messages=[
-                Message(role="user", content=[ImagePart(index=0), TextPart(text=prompt)]),
-                Message(
-                    role="assistant",
-                    content=serialise_detections(targets, fmt=self.fmt, style=self.style),
-                ),
-            ],
-            boxes=boxes,
-            meta=meta,
-        )
+        answer = serialise_detections(targets, fmt=self.fmt, style=self.style)
+        return self._one_turn(stem, image, prompt, answer, boxes=boxes, meta=meta)
 
     def _parse(self, text: str) -> tuple[str | None, list[_Object]]:
         classes = CLASSES[self.version]

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from earthvlm.data.record import Box, ImagePart, Message, Record, TextPart
+from earthvlm.data.record import Box, Record
 from earthvlm.data.sources._base import Row, RowError, SourceReader
 from earthvlm.geo.boxes import FixedBox, box_problem, normalise_box
 
@@ -111,18 +111,8 @@ class LRSVQA(SourceReader):
                     "correct rbox: 8 numbers, the corners in pixels",
                 )
             meta["rbox_quad_px"] = [float(v) for v in rbox]
-        return Record(
-            id=f"{self.source_name}-{qid}",
-            task=self.task,
-            source=self.source_name,
-            split=self.split,
-            images=[image],
-            messages=[
-                Message(role="user", content=[ImagePart(index=0), TextPart(text=str(text))]),
-                Message(role="assistant", content=str(answer).strip()),
-            ],
-            boxes=boxes,
-            meta=meta,
+        return self._one_turn(
+            str(qid), image, str(text), str(answer).strip(), boxes=boxes, meta=meta
         )
 
     def _hbox(self, hbox: Any, width: int, height: int) -> FixedBox:

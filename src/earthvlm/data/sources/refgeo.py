@@ -32,7 +32,7 @@ from typing import Any, ClassVar
 
 from earthvlm.data.detection_text import serialise_detections
 from earthvlm.data.paths import resolve_within
-from earthvlm.data.record import Box, ImagePart, Message, Record, TextPart
+from earthvlm.data.record import Box, Record
 from earthvlm.data.sources._base import Row, RowError, SourceReader
 from earthvlm.data.sources._prompts import grounding_prompt
 from earthvlm.errors import PathEscapeError
@@ -134,22 +134,8 @@ class RefGeo(SourceReader):
             meta["fields"] = extra
         target = serialise_detections([(b.label, b.xyxy_px) for b in boxes], fmt="hbox")
         stem = self.subset or PurePosixPath(self.annotations or "").stem
-        return Record(
-            id=f"{self.source_name}-{stem}-{lineno}",
-            task=self.task,
-            source=self.source_name,
-            split=self.split,
-            images=[image],
-            messages=[
-                Message(
-                    role="user",
-                    content=[ImagePart(index=0), TextPart(text=grounding_prompt(expression))],
-                ),
-                Message(role="assistant", content=target),
-            ],
-            boxes=boxes,
-            meta=meta,
-        )
+        prompt = grounding_prompt(expression)
+        return self._one_turn(f"{stem}-{lineno}", image, prompt, target, boxes=boxes, meta=meta)
 
     def _image_rel(self, image_id: str) -> tuple[str, bool]:
         rel = f"{self.image_dir}/{image_id}" if self.image_dir else image_id

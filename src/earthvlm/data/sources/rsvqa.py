@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from earthvlm.data.record import ImagePart, Message, Record, TextPart
+from earthvlm.data.record import Record
 from earthvlm.data.sources._base import Row, RowError, SkipRow, SourceError, SourceReader
 
 #: File spelling -> the scorer's question type name.
@@ -134,16 +134,11 @@ class RSVQALR(SourceReader):
             )
         answer = self._answer(qid, answer_ids, answers)
         image = self._image(f"{self.image_dir}/{img_id}.tif")
-        return Record(
-            id=f"{self.source_name}-{qid}",
-            task=self.task,
-            source=self.source_name,
-            split=self.split,
-            images=[image],
-            messages=[
-                Message(role="user", content=[ImagePart(index=0), TextPart(text=text.strip())]),
-                Message(role="assistant", content=answer),
-            ],
+        return self._one_turn(
+            str(qid),
+            image,
+            text.strip(),
+            answer,
             meta={
                 "question_id": qid,
                 "image_id": img_id,

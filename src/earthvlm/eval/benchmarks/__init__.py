@@ -17,9 +17,6 @@ Benchmarks import no torch; :mod:`earthvlm.eval.runner` runs a model on them.
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -29,8 +26,17 @@ from earthvlm.eval.benchmarks.base import (
     BenchmarkResult,
     CategoryScore,
 )
+from earthvlm.registry import Registry
 
-_BUILTIN: tuple[tuple[str, str], ...] = (
+#: The benchmarks, by name (lower-case, ``-`` read as ``_``: ``synth-vqa`` works). A
+#: benchmark class must declare the name it is registered under.
+REGISTRY: Registry[type[Benchmark]] = Registry(
+    "benchmark", error=BenchmarkError, base=Benchmark, declares_name=True
+)
+#: Benchmark name -> ``"module:attr"`` of its class.
+BENCHMARKS: dict[str, str] = REGISTRY.entries
+
+for _name, _target in (
     ("synth_chips", "earthvlm.eval.benchmarks.synth_chips:SynthChips"),
     ("synth_vqa", "earthvlm.eval.benchmarks.synth_vqa:SynthVQA"),
     ("synth_grounding", "earthvlm.eval.benchmarks.synth_grounding:SynthGrounding"),
@@ -38,15 +44,8 @@ _BUILTIN: tuple[tuple[str, str], ...] = (
     ("xlrs_lite", "earthvlm.eval.benchmarks.xlrs:XLRSBenchLite"),
     ("rsvqa_lr", "earthvlm.eval.benchmarks.rsvqa:RSVQALowRes"),
     ("rsvqa_hr", "earthvlm.eval.benchmarks.rsvqa:RSVQAHighRes"),
-)
-
-#: Benchmark name -> ``"module:attr"`` of its class.
-BENCHMARKS: dict[str, str] = {}
-
-
-def _key(name: str) -> str:
-    """Names are compared lower-case with ``-`` read as ``_`` (``synth-vqa`` works)."""
-    return name.strip().lower().replace("-", "_")
+):
+    REGISTRY.register(_name, _target)
 
 
 def register_benchmark(name: str, target: str) -> None:
@@ -55,32 +54,12 @@ def register_benchmark(name: str, target: str) -> None:
     Raises:
         BenchmarkError: If the name is taken or the target is not ``module:attr``.
     """
-    module, sep, attr = target.partition(":")
-    if not sep or not module or not attr:
-        raise BenchmarkError(f"benchmark {name!r}: target {target!r} is not 'module:attr'")
-    key = _key(name)
-    if not key:
-        raise BenchmarkError("a benchmark needs a non-empty name")
-    if key in BENCHMARKS:
-        raise BenchmarkError(
-            f"benchmark {key!r} is already registered as {BENCHMARKS[key]!r}; pick another name"
-        )
-    BENCHMARKS[key] = target
-
-
-for _name, _target in _BUILTIN:
-    register_benchmark(_name, _target)
+    REGISTRY.register(name, target)
 
 
 def list_benchmarks() -> list[str]:
     """The registered benchmark names, sorted."""
-    return sorted(BENCHMARKS)
-
-
-def _unknown(name: str) -> BenchmarkError:
-    near = difflib.get_close_matches(_key(name), BENCHMARKS, n=3, cutoff=0.5)
-    hint = f"; did you mean {', '.join(near)}?" if near else ""
-    return BenchmarkError(f"unknown benchmark {name!r}{hint} Known: {', '.join(list_benchmarks())}")
+    return REGISTRY.names()
 
 
 def get_benchmark(name: str) -> type[Benchmark]:
@@ -88,24 +67,9 @@ def get_benchmark(name: str) -> type[Benchmark]:
 
     Raises:
         BenchmarkError: For an unknown name (with "did you mean ...?") or a target that
-            does not import to a :class:`Benchmark` subclass.
+            does not import to a :class:`Benchmark` subclass declaring that name.
     """
-    key = _key(name)
-    if key not in BENCHMARKS:
-        raise _unknown(name)
-    module, _, attr = BENCHMARKS[key].partition(":")
-    try:
-        cls = getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError) as e:
-        raise BenchmarkError(f"benchmark {key!r}: cannot import {BENCHMARKS[key]} ({e})") from None
-    if not (isinstance(cls, type) and issubclass(cls, Benchmark)):
-        raise BenchmarkError(f"benchmark {key!r}: {BENCHMARKS[key]} is not a Benchmark subclass")
-    if cls.name != key:
-        raise BenchmarkError(
-            f"benchmark {key!r}: {BENCHMARKS[key]} calls itself {cls.name!r}; register it "
-            "under the name it declares"
-        )
-    return cls
+    return REGISTRY.get(name)
 
 
 def build_benchmark(name: str, **options: Any) -> Benchmark:
@@ -115,15 +79,8 @@ def build_benchmark(name: str, **options: Any) -> Benchmark:
         BenchmarkError: For an unknown benchmark or option (with "did you mean ...?").
         ValueError: For an option value the benchmark refuses (the message names it).
     """
-    cls = get_benchmark(name)
-    known = [f.name for f in dataclasses.fields(cls) if f.init]
-    for key in options:
-        if key not in known:
-            near = difflib.get_close_matches(key, known, n=3)
-            hint = f"; did you mean {', '.join(near)}?" if near else ""
-            listed = ", ".join(sorted(known)) or "none"
-            raise BenchmarkError(f"{cls.name}: unknown option {key!r}{hint} Options: {listed}")
-    return cls(**options)
+    bench: Benchmark = REGISTRY.build(name, **options)
+    return bench
 
 
 def parse_names(text: str | Sequence[str]) -> list[str]:
@@ -137,9 +94,7 @@ def parse_names(text: str | Sequence[str]) -> list[str]:
     for part in parts:
         if not part.strip():
             continue
-        key = _key(part)
-        if key not in BENCHMARKS:
-            raise _unknown(part.strip())
+        key = REGISTRY.resolve(part.strip())
         if key not in names:
             names.append(key)
     if not names:
@@ -149,6 +104,7 @@ def parse_names(text: str | Sequence[str]) -> list[str]:
 
 __all__ = [
     "BENCHMARKS",
+    "REGISTRY",
     "Benchmark",
     "BenchmarkError",
     "BenchmarkResult",

@@ -9,13 +9,32 @@ asked as written: their prompts are those the models were trained on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
 from earthvlm.data.record import Record
 from earthvlm.eval.benchmarks.base import Benchmark, read_jsonl_records, records_file
+from earthvlm.eval.metrics import score_open_ended
+
+
+def image_hw(record: Record) -> tuple[int, int] | None:
+    """``(height, width)`` of the record's first image, None when it has no known size."""
+    image = record.images[0] if record.images else None
+    if image is None or not image.width or not image.height:
+        return None
+    return image.height, image.width
+
+
+def exact_match(
+    prediction: str | None, reference: str, normalise: Mapping[str, bool]
+) -> float | None:
+    """One short answer scored by exact match after normalisation
+    (:func:`~earthvlm.eval.metrics.score_open_ended`): 1.0 or 0.0, None when the
+    reference cannot be scored."""
+    table = score_open_ended([prediction], [reference], normalise=normalise).by_source.get("all")
+    return None if table is None else float(table.n_correct)
 
 
 @dataclass(kw_only=True)
@@ -58,4 +77,4 @@ class SynthBenchmark(Benchmark):
                 self.ledger.count_skipped(reason)
 
 
-__all__ = ["SynthBenchmark"]
+__all__ = ["SynthBenchmark", "exact_match", "image_hw"]

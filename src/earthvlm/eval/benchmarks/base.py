@@ -137,9 +137,7 @@ def read_jsonl_records(path: Path, root: Path, ledger: Ledger) -> list[Record]:
     """Valid records of a JSONL file (paths contained in ``root``). Invalid rows and blank
     lines are counted in ``ledger`` (failed, skipped); the caller counts the valid ones."""
     read = read_records(path, root=root)
-    ledger.read += read.ledger.n_failed + read.ledger.n_skipped
-    ledger.failed.update(read.ledger.failed)
-    ledger.skipped.update(read.ledger.skipped)
+    ledger.merge_left_out(read.ledger)
     return read.records
 
 

@@ -93,9 +93,7 @@ class RSVQALowRes(Benchmark):
             self.ledger.count_ok()
             yield with_instruction(rec, self.instruction)
         # rows the reader left out: skipped (inactive: other splits) or failed (malformed)
-        self.ledger.read += source.ledger.n_skipped + source.ledger.n_failed
-        self.ledger.skipped.update(source.ledger.skipped)
-        self.ledger.failed.update(source.ledger.failed)
+        self.ledger.merge_left_out(source.ledger)
 
     def _item(self, record: Record, prediction: str | None) -> float | None:
         r = score_rsvqa([prediction], [self.reference(record)], [self.category(record)])

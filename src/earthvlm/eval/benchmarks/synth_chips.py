@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from earthvlm.data.record import Record
-from earthvlm.eval.benchmarks._synth import SynthBenchmark
+from earthvlm.eval.benchmarks._synth import SynthBenchmark, exact_match
 from earthvlm.eval.benchmarks.base import mean_score
 from earthvlm.eval.metrics import normalise_answer, score_open_ended
 from earthvlm.synth.chips import CHIP_CLASSES
@@ -42,9 +42,7 @@ class SynthChips(SynthBenchmark):
         return self.reference(record)
 
     def _item(self, record: Record, prediction: str | None) -> float | None:
-        r = score_open_ended([prediction], [self.reference(record)], normalise=NORMALISE)
-        table = r.by_source.get("all")
-        return None if table is None else float(table.n_correct)
+        return exact_match(prediction, self.reference(record), NORMALISE)
 
     def _summary(
         self,

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 from earthvlm.data.detection_parse import ParsedDetections, parse_detections
 from earthvlm.data.record import Box, Record
-from earthvlm.eval.benchmarks._synth import SynthBenchmark
+from earthvlm.eval.benchmarks._synth import SynthBenchmark, image_hw
 from earthvlm.eval.benchmarks.base import BenchmarkError, CategoryScore, mean_score
 from earthvlm.eval.metrics import DetectionResult, Objects, evaluate_detections
 from earthvlm.synth.catalogue import CLASSES
@@ -59,15 +59,13 @@ class SynthDetection(SynthBenchmark):
         Raises:
             BenchmarkError: If the record's image has no size.
         """
-        image = record.images[0] if record.images else None
-        if image is None or not image.width or not image.height:
+        hw = image_hw(record)
+        if hw is None:
             raise BenchmarkError(
                 f"record {record.id}: detection needs the image size (width, height) to "
                 "read boxes; add them to the record's image"
             )
-        return parse_detections(
-            prediction, width=image.width, height=image.height, classes=self.classes
-        )
+        return parse_detections(prediction, width=hw[1], height=hw[0], classes=self.classes)
 
     def _objects(
         self, records: Sequence[Record], predictions: Sequence[str | None]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from earthvlm.data.record import Record
-from earthvlm.eval.benchmarks._synth import SynthBenchmark
+from earthvlm.eval.benchmarks._synth import SynthBenchmark, image_hw
 from earthvlm.eval.metrics import parse_box, score_grounding
 from earthvlm.geo.boxes import frame_to_px
 
@@ -48,10 +48,9 @@ class SynthGrounding(SynthBenchmark):
         frame = FRAMES.get(str(record.meta.get("box_format", "xyxy_px")), "unknown")
         if frame is None:
             return [float(v) for v in box]
-        image = record.images[0] if record.images else None
-        if frame == "unknown" or image is None or not image.width or not image.height:
+        hw = image_hw(record)
+        if frame == "unknown" or hw is None:
             return None
-        hw = (image.height, image.width)
         return [float(v) for v in frame_to_px(box, frame, source_hw=hw, resized_hw=hw)]
 
     def reference_px(self, record: Record) -> list[float] | None:

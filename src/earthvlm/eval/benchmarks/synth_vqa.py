@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from earthvlm.data.record import Record
-from earthvlm.eval.benchmarks._synth import SynthBenchmark
+from earthvlm.eval.benchmarks._synth import SynthBenchmark, exact_match
 from earthvlm.eval.benchmarks.base import mean_score
 from earthvlm.eval.metrics import score_counts, score_open_ended, score_yes_no
 
@@ -77,8 +77,7 @@ class SynthVQA(SynthBenchmark):
                 [prediction], [ref], abs_tol=self.count_abs_tol, rel_tol=self.count_rel_tol
             )
             return float(c.n_within) if c.n else None
-        table = score_open_ended([prediction], [ref], normalise=NORMALISE).by_source.get("all")
-        return None if table is None else float(table.n_correct)
+        return exact_match(prediction, ref, NORMALISE)
 
     def _summary(
         self,

@@ -59,7 +59,7 @@ def test_parse_names_reads_a_comma_list_in_order_without_repeats() -> None:
 
 
 def test_duplicates_and_bad_targets_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(benchmarks, "BENCHMARKS", dict(BENCHMARKS))
+    monkeypatch.setattr(benchmarks.REGISTRY, "entries", dict(BENCHMARKS))
     with pytest.raises(
         BenchmarkError, match=r"already registered as 'earthvlm\.eval\.benchmarks\.synth"
     ):
