@@ -379,6 +379,6 @@ __all__ = [
     "quad_iou_matrix",
     "quad_iou_pairs",
     "sparse_quad_iou",
-    "xyxy_iou_pairs",
     "xyxy_iou_matrix",
+    "xyxy_iou_pairs",
 ]
