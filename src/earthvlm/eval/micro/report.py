@@ -83,7 +83,9 @@ def larger_member_share(curve: SpoofCurve) -> dict[str, np.ndarray]:
     for a, b in PAIRS:
         big = a if CHIP_CLASSES[a].length_m[0] > CHIP_CLASSES[b].length_m[0] else b
         items = np.isin(curve.answers, [a, b])
-        out[f"{a} / {b}"] = (curve.predictions[:, items] == big).mean(axis=1)
+        picked = curve.predictions[:, items] == big
+        # NaN (not a warning) where the balanced subset holds no item of the pair
+        out[f"{a} / {b}"] = picked.mean(axis=1) if items.any() else np.full(len(curve.x), np.nan)
     return out
 
 
