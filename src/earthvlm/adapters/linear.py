@@ -8,12 +8,6 @@ from torch import nn
 
 from earthvlm.adapters.context import ScaleContext
 
-#: Every linear projection of a Qwen language-model block: what the adapters wrap by
-#: default (ScaleEarth: "all linear projections in the LLM").
-QWEN_LINEARS: tuple[str, ...] = (
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-)  # fmt: skip
-
 
 class AdapterLinear(nn.Module):
     """A frozen linear layer (full precision or bitsandbytes 4-bit) that an adapter wraps.

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from earthvlm.adapters.linear import QWEN_LINEARS
+from earthvlm.adapters.targets import QWEN_LINEARS
 
 #: Tier initialisation of the paper for r = 64: (first rank, end rank, tau). Object ranks
 #: 0-10 (tau 0: active up to ~1 m), structure 11-31 (tau 1: up to ~10 m), semantic

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from earthvlm.adapters.linear import QWEN_LINEARS
+from earthvlm.adapters.targets import QWEN_LINEARS
 
 
 @dataclass(frozen=True)
