@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import yaml
 
-from earthvlm.adapters.linear import QWEN_LINEARS
+from earthvlm.adapters.targets import QWEN_LINEARS
 from earthvlm.errors import EarthVLMError
 
 #: The linear layers of a Qwen language-model block (ScaleEarth App. C: "all linear
