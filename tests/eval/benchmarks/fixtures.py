@@ -133,12 +133,117 @@ def write_rsvqa_hr(root: Path) -> Path:
                   (25, 32, "presence", "Is there a parking?", "yes"))  # fmt: skip
 
 
+#: OmniEarth-Bench rows of the fixture that are valid, in file order.
+OMNIEARTH_ROWS: list[dict[str, Any]] = [
+    {"index": 0, "image": ["images/o0.png"], "question": "Which cloud type dominates?",
+     "multi-choice options": ["(A) cumulus", "(B) stratus", "(C) cirrus",
+                              "(D) unable to decide"],
+     "answer": "B", "question_type": "Single Choice", "L1-task": "atmosphere",
+     "L2-task": "cloud", "L3-task": "cloud type", "L4-task": "cloud type"},
+    {"index": 1, "image": ["images/o1.png"], "question": "Which land covers are present?",
+     "multi-choice options": ["(A) forest", "(B) water", "(C) glacier", "(D) desert",
+                              "(E) cropland", "(F) unable to decide"],
+     "answer": "AB", "question_type": "Multiple Choice", "L1-task": "biosphere",
+     "L2-task": "land cover", "L3-task": "land cover", "L4-task": "land cover"},
+    {"index": 2, "image": "images/o2.png", "question": "Is the ice shelf retreating?",
+     "multi-choice options": ["(A) yes", "(B) no", "(C) unable to decide"],
+     "answer": "A", "question_type": "Chain-of-Thought", "L1-task": "cryosphere",
+     "L2-task": "ice", "L3-task": "change", "L4-task": "change"},
+]  # fmt: skip
+
+
+def write_omniearth(root: Path) -> Path:
+    """``omniearth.jsonl`` with the three valid rows of :data:`OMNIEARTH_ROWS`, a blank
+    line, a row whose last option is not "unable to decide" and a row whose answer names
+    no option of the row; the images under ``images/``."""
+    for k, row in enumerate(OMNIEARTH_ROWS):
+        for rel in row["image"] if isinstance(row["image"], list) else [row["image"]]:
+            _image(root / rel, 16, 16, seed=100 + k)
+    no_unable = {**OMNIEARTH_ROWS[0], "index": 97,
+                 "multi-choice options": ["(A) cumulus", "(B) stratus"]}  # fmt: skip
+    bad_answer = {**OMNIEARTH_ROWS[0], "index": 98, "answer": "G"}
+    lines = [json.dumps(OMNIEARTH_ROWS[0]), "", json.dumps(no_unable),
+             json.dumps(OMNIEARTH_ROWS[1]), json.dumps(bad_answer),
+             json.dumps(OMNIEARTH_ROWS[2])]  # fmt: skip
+    (root / "omniearth.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def write_aid(root: Path) -> Path:
+    """AID as released (``AID/<Class>/<class>_<n>.jpg``): two airports, one bare land,
+    a ``Thumbs.db`` (not an image), a folder outside the class list, and ``test.txt``
+    naming three of the images."""
+    for rel, seed in (
+        ("Airport/airport_1.jpg", 1),
+        ("Airport/airport_2.jpg", 2),
+        ("BareLand/bareland_1.jpg", 3),
+        ("Volcano/volcano_1.jpg", 4),
+    ):
+        _image(root / "AID" / rel, 12, 12, seed=seed, fmt="JPEG")
+    (root / "AID" / "Airport" / "Thumbs.db").write_bytes(b"\0")
+    (root / "test.txt").write_text(
+        "Airport/airport_1.jpg\nBareLand/bareland_1.jpg\nVolcano/volcano_1.jpg\n",
+        encoding="utf-8",
+    )
+    return root
+
+
+def write_ucmerced(root: Path) -> Path:
+    """UC Merced as released (``UCMerced_LandUse/Images/<class>/<class><nn>.tif``)."""
+    for rel, seed in (("denseresidential/denseresidential00.tif", 5),
+                      ("tenniscourt/tenniscourt00.tif", 6)):  # fmt: skip
+        _image(root / "UCMerced_LandUse" / "Images" / rel, 12, 12, seed=seed, fmt="TIFF")
+    return root
+
+
+#: DIOR-RSVG fixture lines that are valid: (image_id, expression, bbox).
+DIOR_RSVG_ROWS = [
+    ("00001.jpg", "the storage tank on the left", [2, 4, 12, 14]),
+    ("00002.jpg", "a vehicle at the top", [10, 0, 20, 8]),
+]
+
+
+def write_dior_rsvg(root: Path) -> Path:
+    """refGeo's DIOR-RSVG test file: :data:`DIOR_RSVG_ROWS`, a line without a question and
+    a line whose box lies outside its 32 x 24 image."""
+    lines = [json.dumps({"image_id": i, "question": q, "bbox": b}) for i, q, b in DIOR_RSVG_ROWS]
+    lines.insert(1, json.dumps({"image_id": "00001.jpg", "bbox": [0, 0, 4, 4]}))
+    lines.append(json.dumps({"image_id": "00002.jpg", "question": "x", "bbox": [40, 30, 50, 40]}))
+    for k, (image_id, _, _) in enumerate(DIOR_RSVG_ROWS):
+        _image(root / "images" / "dior_rsvg" / image_id, 32, 24, seed=200 + k, fmt="JPEG")
+    (root / "metainfo").mkdir(parents=True, exist_ok=True)
+    (root / "metainfo" / "dior_rsvg_test.jsonl").write_text("\n".join(lines) + "\n", "utf-8")
+    return root
+
+
+def write_dota(root: Path) -> Path:
+    """A DOTA v1.0 split: ``P0001`` (two planes, one difficult, and a small vehicle),
+    ``P0002`` (no objects) and an image without a label file; 64 x 64 images."""
+    labels = {
+        "P0001": "imagesource:GoogleEarth\ngsd:null\n"
+                 "4 4 20 4 20 20 4 20 plane 0\n30 30 40 30 40 40 30 40 plane 1\n"
+                 "44 4 54 4 54 10 44 10 small-vehicle 0\n",
+        "P0002": "imagesource:GoogleEarth\ngsd:0.5\n",
+    }  # fmt: skip
+    for k, name in enumerate(("P0001", "P0002", "P0003")):
+        _image(root / "images" / f"{name}.png", 64, 64, seed=300 + k)
+    (root / "labelTxt").mkdir(parents=True, exist_ok=True)
+    for name, text in labels.items():
+        (root / "labelTxt" / f"{name}.txt").write_text(text, encoding="utf-8")
+    return root
+
+
 def write_all(out: Path) -> dict[str, Path]:
     """Every fixture under ``out``, one folder per benchmark (named as registered)."""
     return {
         "xlrs_lite": write_xlrs_lite(out / "xlrs_lite"),
         "rsvqa_lr": write_rsvqa_lr(out / "rsvqa_lr"),
         "rsvqa_hr": write_rsvqa_hr(out / "rsvqa_hr"),
+        "omniearth": write_omniearth(out / "omniearth"),
+        "aid": write_aid(out / "aid"),
+        "ucmerced": write_ucmerced(out / "ucmerced"),
+        "dior_rsvg": write_dior_rsvg(out / "dior_rsvg"),
+        "dota": write_dota(out / "dota"),
     }
 
 

@@ -19,8 +19,9 @@ from earthvlm.eval.benchmarks import (
     register_benchmark,
 )
 
-EXPECTED = ["rsvqa_hr", "rsvqa_lr", "synth_chips", "synth_detection", "synth_grounding",
-            "synth_vqa", "xlrs_lite"]  # fmt: skip
+EXPECTED = ["aid", "dior_rsvg", "dota", "meter_ml", "nwpu_resisc45", "omniearth", "rsvg",
+            "rsvqa_hr", "rsvqa_lr", "synth_chips", "synth_detection", "synth_grounding",
+            "synth_vqa", "ucmerced", "whu_rs19", "xlrs_lite"]  # fmt: skip
 
 
 def test_every_benchmark_is_registered_once_under_the_name_it_declares() -> None:
@@ -39,7 +40,7 @@ def test_unknown_names_and_options_suggest_the_near_ones() -> None:
         get_benchmark("synth_vq")
     with pytest.raises(BenchmarkError, match=r"did you mean rsvqa_lr, rsvqa_hr"):
         build_benchmark("rsvqa")
-    with pytest.raises(BenchmarkError, match=r"Known: rsvqa_hr, rsvqa_lr, synth_chips"):
+    with pytest.raises(BenchmarkError, match=r"Known: aid, dior_rsvg, dota, meter_ml"):
         get_benchmark("mmlu")
     with pytest.raises(BenchmarkError, match=r"unknown option 'count_tol'; did you mean"):
         build_benchmark("synth_vqa", count_tol=1)

@@ -44,6 +44,15 @@ for _name, _target in (
     ("xlrs_lite", "earthvlm.eval.benchmarks.xlrs:XLRSBenchLite"),
     ("rsvqa_lr", "earthvlm.eval.benchmarks.rsvqa:RSVQALowRes"),
     ("rsvqa_hr", "earthvlm.eval.benchmarks.rsvqa:RSVQAHighRes"),
+    ("omniearth", "earthvlm.eval.benchmarks.omniearth:OmniEarthBench"),
+    ("aid", "earthvlm.eval.benchmarks.scene:AID"),
+    ("ucmerced", "earthvlm.eval.benchmarks.scene:UCMerced"),
+    ("nwpu_resisc45", "earthvlm.eval.benchmarks.scene:NWPURESISC45"),
+    ("whu_rs19", "earthvlm.eval.benchmarks.scene:WHURS19"),
+    ("meter_ml", "earthvlm.eval.benchmarks.scene:METERML"),
+    ("dior_rsvg", "earthvlm.eval.benchmarks.rsvg:DIORRSVG"),
+    ("rsvg", "earthvlm.eval.benchmarks.rsvg:RSVG"),
+    ("dota", "earthvlm.eval.benchmarks.dota:DOTADetection"),
 ):
     REGISTRY.register(_name, _target)
 
