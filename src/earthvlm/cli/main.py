@@ -23,6 +23,7 @@ from earthvlm.cli.ask import ask_command
 from earthvlm.cli.data import data_app
 from earthvlm.cli.diagnose import diagnose_app
 from earthvlm.cli.evaluate import eval_command
+from earthvlm.cli.grpo import grpo_command
 from earthvlm.cli.train import train_command
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ app.add_typer(records_app, name="records")
 app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("ask")(ask_command)
+app.command("train-grpo")(grpo_command)
 app.add_typer(diagnose_app, name="diagnose")
 app.add_typer(data_app, name="data")
 
