@@ -109,3 +109,18 @@ def test_missing_and_malformed_files_are_clear(tmp_path: Path) -> None:
     bad.write_text("stage: [1\n")
     with pytest.raises(EarthVLMError, match="not valid YAML"):
         load_config(bad)
+
+
+def test_mixture_and_augment_sections_round_trip_through_yaml(tmp_path: Path) -> None:
+    data = {"data": {"mixture": "configs/mixtures/example.yaml",
+                     "augment": {"json_prob": 1, "synonym_sources": {"dota": "dota"},
+                                 "resize_area_ratio": [0.5, 1]}}}  # fmt: skip
+    cfg = config_from_dict(data)
+    aug = cfg.data.augment
+    assert cfg.data.records == "" and cfg.data.mixture == "configs/mixtures/example.yaml"
+    assert aug is not None and aug.json_prob == 1.0 and aug.resize_area_ratio == (0.5, 1.0)
+    assert aug.synonym_sources == {"dota": "dota"} and aug.templates  # defaults kept
+    path = tmp_path / "run.yaml"
+    path.write_text(dump_config(cfg))
+    assert load_config(path) == cfg
+    assert config_from_dict({"data": {"records": "r.jsonl"}}).data.augment is None

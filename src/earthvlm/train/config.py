@@ -21,6 +21,7 @@ accepted for float fields). Relative paths are relative to the working directory
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import difflib
 import types
@@ -32,6 +33,7 @@ from typing import Any, Literal
 import yaml
 
 from earthvlm.adapters.targets import QWEN_LINEARS
+from earthvlm.data.augment import AugmentConfig
 from earthvlm.errors import EarthVLMError
 
 #: The linear layers of a Qwen language-model block (ScaleEarth App. C: "all linear
@@ -110,9 +112,19 @@ class DataConfig:
     """Where the records are and how batches are drawn."""
 
     records: str = ""
-    """The JSONL file of records (:mod:`earthvlm.data.jsonl`)."""
+    """The JSONL file of records (:mod:`earthvlm.data.jsonl`); required unless ``mixture``
+    is set."""
     root: str | None = None
     """Dataset root that image paths are resolved in; default: the records' folder."""
+    mixture: str | None = None
+    """A mixture YAML (:mod:`earthvlm.data.mixture`, e.g. ``configs/mixtures/example.yaml``):
+    its subsets are drawn online by weight in place of ``records``, and image paths are
+    resolved in the mixture's root. The balanced GSD sampler's per-batch constraints
+    (``sampler``, ``exact_share``, ``min_bins``) do not apply to mixtures yet."""
+    augment: AugmentConfig | None = None
+    """Online augmentation (:mod:`earthvlm.data.augment`: prompt templates, synonyms, box
+    text style, random resize), drawn per sample from the run seed and the sample's
+    (epoch, step, slot); ``null``: off."""
     synth: SynthDataConfig | None = None
     """Generate this synthetic dataset at ``records``' folder when the file is absent."""
     sampler: Literal["balanced", "shuffle"] = "balanced"
@@ -136,8 +148,26 @@ class DataConfig:
     ``adapter.kind: lora`` this is the B3 baseline (ScaleEarth App. A.1)."""
 
     def __post_init__(self) -> None:
-        if not self.records:
-            raise ValueError("data.records is required: the JSONL file of training records")
+        if self.mixture is not None:
+            if not isinstance(self.mixture, str) or not self.mixture:
+                raise ValueError(
+                    f"data.mixture={self.mixture!r}: give a mixture YAML file or leave it out"
+                )
+            if self.records or self.root is not None or self.synth is not None:
+                raise ValueError(
+                    f"data.mixture={self.mixture!r} with data.records/root/synth set: a "
+                    "mixture lists its own records and root; remove data.records, data.root "
+                    "and data.synth (or data.mixture)"
+                )
+        elif not self.records:
+            raise ValueError(
+                "data.records is required: the JSONL file of training records (or set "
+                "data.mixture to a mixture YAML)"
+            )
+        if self.augment is not None and not isinstance(self.augment, AugmentConfig):
+            raise ValueError(
+                f"data.augment={self.augment!r}: give a mapping of augmentation fields or null"
+            )
         if self.sampler not in ("balanced", "shuffle"):
             raise ValueError(f"data.sampler={self.sampler!r}: choose 'balanced' or 'shuffle'")
         if not 0.0 <= self.exact_share <= 1.0:
@@ -386,6 +416,16 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             raise ValueError(f"{where}={value!r}: expected {len(args)} values")
         pairs = enumerate(zip(value, args, strict=True))
         return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in pairs)
+    if origin in (dict, collections.abc.Mapping):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}={value!r}: expected a mapping")
+        key_tp, value_tp = typing.get_args(tp) or (Any, Any)
+        return {
+            _coerce(k, key_tp, f"{where} key"): _coerce(v, value_tp, f"{where}.{k}")
+            for k, v in value.items()
+        }
+    if tp is Any:
+        return value
     if _is_dataclass_type(tp):
         if not isinstance(value, dict):
             raise ValueError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
@@ -430,6 +470,14 @@ def _build(cls: type, data: dict[str, Any], where: str = "") -> Any:
         kwargs[key] = _coerce(value, hints[key], path)
     try:
         return cls(**kwargs)
+    except ValueError as e:
+        # a section defined outside this module (AugmentConfig) names its fields from its
+        # own name ("augment.json_prob"): name them from the config's root instead
+        head, _, last = where.rpartition(".")
+        message = str(e)
+        if head and message.startswith(f"{last}.") and not message.startswith(f"{where}."):
+            raise ValueError(f"{head}.{message}") from None
+        raise
     except TypeError as e:  # a required field is missing
         missing = [
             f.name

@@ -6,19 +6,42 @@ to contain an exact-GSD ratio of 0.25 and at least two samples from distinct sca
 bins") hold for that batch, since with Table 6's one sample per device a per-device
 batch could never hold two bins. Each batch is then shuffled and cut into the
 micro-batches of this process.
+
+With ``data.mixture`` the records are a :class:`~earthvlm.data.mixture.Mixture`'s
+subsets and the batches its weighted draws (:class:`~earthvlm.data.mixture.MixtureBatches`,
+consecutive slices of each epoch's plan). The balanced GSD sampler's per-batch
+constraints (``exact_share``, ``min_bins``) do not apply to mixtures yet: a batch holds
+whatever the weights drew.
+
+With ``data.augment`` each sample is augmented (:class:`~earthvlm.data.augment.Augmenter`)
+when its epoch's batches are laid out, in the training process, with the key
+``(epoch, step in epoch, slot in the step's shuffled batch)``: the same run seed gives the
+same samples however many DataLoader workers read the images, and the counts are
+exact. ``data.gsd_as_text`` is applied after augmentation, so the prompt states the
+(possibly resized) GSD. The sampler bins records by their GSD before augmentation.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
+import json
 import random
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from earthvlm.data.augment import Augmenter
 from earthvlm.data.gsd_text import with_gsd_text
 from earthvlm.data.jsonl import RecordSet, read_records
+from earthvlm.data.ledger import Ledger
+from earthvlm.data.mixture import Mixture, MixtureBatches
 from earthvlm.data.record import Record
 from earthvlm.data.sampler import BalancedScaleSampler
 from earthvlm.errors import EarthVLMError
+from earthvlm.io import atomic_write_text
 from earthvlm.scale.gsd import GSD, GSDKind
 from earthvlm.synth.dataset import SynthConfig, generate_dataset
 from earthvlm.train.config import DataConfig
@@ -39,6 +62,8 @@ def ensure_dataset(cfg: DataConfig) -> bool:
         EarthVLMError: If the records are absent and there is no ``data.synth`` recipe,
             or the recipe cannot produce a file of that name.
     """
+    if cfg.mixture is not None:
+        return False  # a mixture's subsets are converted datasets, never generated
     path = Path(cfg.records)
     if path.is_file():
         return False
@@ -71,7 +96,7 @@ def read_training_records(cfg: DataConfig) -> RecordSet:
     rs = read_records(cfg.records, root=dataset_root(cfg))
     if not rs.records:
         raise EarthVLMError(f"{cfg.records}: no valid record to train on ({rs.ledger.summary()})")
-    if cfg.gsd_as_text:
+    if cfg.gsd_as_text and cfg.augment is None:  # else after augmentation, per sample
         rs.records = [with_gsd_text(r) for r in rs.records]
     return rs
 
@@ -132,6 +157,161 @@ def make_sampler(
     )
 
 
+@dataclass
+class TrainingData:
+    """The run's records, where their images are, and the sampler of optimiser-step batches.
+
+    Attributes:
+        records: What the sampler's indices point into.
+        root: The folder image paths are resolved in.
+        sampler: Batches of one optimiser step (``set_epoch``, ``len``, index lists).
+        ledger: Counts of the records read (every subset's, for a mixture).
+        mixture: The mixture, when ``data.mixture`` is set.
+        prepare: Per-sample augmentation and GSD text, when ``data.augment`` is set.
+    """
+
+    records: list[Record]
+    root: Path
+    sampler: BalancedScaleSampler | ShuffleBatches | MixtureBatches
+    ledger: Ledger
+    mixture: Mixture | None = None
+    prepare: SamplePreparer | None = None
+
+
+def load_training_data(cfg: DataConfig, batch_size: int, seed: int) -> TrainingData:
+    """Read the records (or the mixture) and build the sampler of ``batch_size`` batches.
+
+    Raises:
+        EarthVLMError: If no valid record is left, the mixture file is missing or
+            invalid, or the data make no batch.
+        SamplerError: When the data cannot meet the balanced sampler's constraints.
+    """
+    prepare = SamplePreparer(cfg, seed) if cfg.augment is not None else None
+    if cfg.mixture is None:
+        rs = read_training_records(cfg)
+        sampler = make_sampler(cfg, [sample_gsd(r) for r in rs.records], batch_size, seed)
+        return TrainingData(rs.records, dataset_root(cfg), sampler, rs.ledger, None, prepare)
+    try:
+        mixture = Mixture.from_yaml(cfg.mixture)
+    except (ValueError, EarthVLMError) as e:  # a missing or invalid file, a missing subset
+        raise EarthVLMError(f"data.mixture={cfg.mixture!r}: {e}") from None
+    ledger = Ledger(stage=f"mixture {cfg.mixture}")
+    for sub in mixture.counts()["subsets"].values():
+        read = sub.get("read", {})
+        ledger.read, ledger.ok = ledger.read + read.get("read", 0), ledger.ok + read.get("ok", 0)
+        ledger.skipped.update(read.get("skipped", {}))
+        ledger.failed.update(read.get("failed", {}))
+    records = mixture.records()
+    if cfg.gsd_as_text and prepare is None:
+        records = [with_gsd_text(r) for r in records]
+    try:
+        sampler = MixtureBatches(mixture, batch_size)
+    except ValueError as e:
+        raise EarthVLMError(
+            f"data.mixture={cfg.mixture!r}: {e} (a batch is batch_size * grad_accum * "
+            "processes samples)"
+        ) from None
+    return TrainingData(records, Path(mixture.root), sampler, ledger, mixture, prepare)
+
+
+class SamplePreparer:
+    """Augmentation then GSD text for one drawn sample, keyed by where it was drawn.
+
+    Args:
+        cfg: The data config (``augment`` and ``gsd_as_text``).
+        seed: The run seed (the augmenter's).
+    """
+
+    def __init__(self, cfg: DataConfig, seed: int) -> None:
+        self.augmenter = Augmenter(cfg.augment, seed)
+        self.gsd_as_text = cfg.gsd_as_text
+        self.samples = 0
+
+    def __call__(self, record: Record, key: Sequence[int]) -> Record:
+        self.samples += 1
+        out = self.augmenter(record, key=key)
+        return with_gsd_text(out) if self.gsd_as_text else out
+
+    def epoch_samples(
+        self,
+        records: Sequence[Record],
+        micro: list[list[int]],
+        *,
+        epoch: int,
+        first_step: int,
+        batch_size: int,
+        grad_accum: int,
+        process_index: int = 0,
+        num_processes: int = 1,
+    ) -> tuple[list[Record], list[list[int]]]:
+        """This process's prepared samples of an epoch, and micro-batches indexing them.
+
+        ``micro`` holds ``grad_accum`` micro-batches per step (:func:`micro_batches`), the
+        first of step ``first_step``; a sample's key is ``(epoch, step, slot)``, its slot
+        its position in the step's shuffled batch (unique across processes).
+        """
+        samples: list[Record] = []
+        out: list[list[int]] = []
+        for n, mb in enumerate(micro):
+            step, j = first_step + n // grad_accum, n % grad_accum
+            first_slot = (j * num_processes + process_index) * batch_size
+            out.append(list(range(len(samples), len(samples) + len(mb))))
+            samples += [self(records[i], (epoch, step, first_slot + m)) for m, i in enumerate(mb)]
+        return samples, out
+
+
+@dataclass
+class DataCounts:
+    """What the run drew, per epoch: samples, per mixture subset, and augmentation counts.
+
+    Written to the run folder (:meth:`save`, ``data_counts.json``) at the end of each
+    epoch and of the run; counts cover the samples laid out by this call of ``train``
+    (a resumed run counts from the resumption).
+    """
+
+    mixture: Mixture | None = None
+    prepare: SamplePreparer | None = None
+    epochs: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, epoch: int, indices: Sequence[int], steps: int) -> None:
+        """Count the samples (indices into the records) of ``steps`` steps of ``epoch``."""
+        e = self.epochs.setdefault(epoch, {"steps": 0, "samples": 0, "subsets": Counter()})
+        e["steps"] += steps
+        e["samples"] += len(indices)
+        if self.mixture is not None:  # indices into Mixture.records(): subsets in order
+            subsets = self.mixture.counts(epoch)["subsets"]
+            ends = list(itertools.accumulate(s["records"] for s in subsets.values()))
+            for i in indices:
+                e["subsets"][self.mixture.names[bisect.bisect_right(ends, i)]] += 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: totals, augmentation counts and one entry per epoch (with
+        the mixture's :meth:`~earthvlm.data.mixture.Mixture.counts` of that epoch)."""
+        epochs = []
+        for epoch, e in sorted(self.epochs.items()):
+            entry: dict[str, Any] = {"epoch": epoch, "steps": e["steps"], "samples": e["samples"]}
+            if self.mixture is not None:
+                entry["subsets"] = {n: e["subsets"].get(n, 0) for n in self.mixture.names}
+                entry["mixture"] = self.mixture.counts(epoch)
+            epochs.append(entry)
+        out: dict[str, Any] = {
+            "steps": sum(e["steps"] for e in self.epochs.values()),
+            "samples": sum(e["samples"] for e in self.epochs.values()),
+        }
+        if self.prepare is not None:
+            out["augment"] = {
+                "seed": self.prepare.augmenter.seed,
+                "samples": self.prepare.samples,
+                "counts": dict(sorted(self.prepare.augmenter.counts.items())),
+            }
+        out["epochs"] = epochs
+        return out
+
+    def save(self, path: str | Path, data: dict[str, Any] | None = None) -> None:
+        """Write :meth:`to_dict` (or ``data``) as JSON, atomically."""
+        atomic_write_text(path, json.dumps(data or self.to_dict(), indent=2) + "\n")
+
+
 def micro_batches(
     batch: list[int],
     *,
@@ -164,9 +344,13 @@ def total_steps(steps_per_epoch: int, epochs: int, max_steps: int | None) -> int
 
 
 __all__ = [
+    "DataCounts",
+    "SamplePreparer",
     "ShuffleBatches",
+    "TrainingData",
     "dataset_root",
     "ensure_dataset",
+    "load_training_data",
     "make_sampler",
     "mean_exact_log10_gsd",
     "micro_batches",

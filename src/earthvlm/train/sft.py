@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,13 +52,11 @@ from earthvlm.io import atomic_write_text
 from earthvlm.train import checkpoint as ckpt_io
 from earthvlm.train.config import TrainConfig, dump_config
 from earthvlm.train.data import (
-    dataset_root,
+    DataCounts,
     ensure_dataset,
-    make_sampler,
+    load_training_data,
     mean_exact_log10_gsd,
     micro_batches,
-    read_training_records,
-    sample_gsd,
     total_steps,
 )
 from earthvlm.train.metrics import MetricsLog, gate_means, sseu_abs_error
@@ -156,13 +155,15 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
     if main and ensure_dataset(cfg.data):
         say(f"generated a synthetic dataset at {Path(cfg.data.records).parent}")
     accelerator.wait_for_everyone()
-    record_set = read_training_records(cfg.data)
-    records = record_set.records
-    say(record_set.ledger.summary())
     procs, accum, per_device = accelerator.num_processes, o.grad_accum, o.batch_size
-    sampler = make_sampler(
-        cfg.data, [sample_gsd(r) for r in records], per_device * accum * procs, cfg.seed
-    )
+    data = load_training_data(cfg.data, per_device * accum * procs, cfg.seed)
+    records, sampler = data.records, data.sampler
+    say(data.ledger.summary())
+    if data.mixture is not None:
+        say(f"{data.mixture.summary()}\n(mixture batches: data.sampler's GSD constraints off)")
+    # mixture draws and augmentation are counted into the run folder's data_counts.json
+    data_counts = DataCounts(data.mixture, data.prepare)
+    track = data.mixture is not None or data.prepare is not None
     steps_per_epoch = len(sampler)
     total = total_steps(steps_per_epoch, o.epochs, o.max_steps)
     stop = min(total, cfg.stop_after) if cfg.stop_after else total
@@ -208,7 +209,7 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
         ckpt_io.restore_rng(resumed_from, state)
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         say(f"resuming from {resumed_from} (step {step} of {total})")
-    collator = Collator(parts.backbone, dataset_root(cfg.data), max_length=cfg.data.max_length)
+    collator = Collator(parts.backbone, data.root, max_length=cfg.data.max_length)
     layers = gated(parts)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -240,17 +241,26 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
             batches = list(sampler)[batch_in_epoch:]
             micro = [
                 mb
-                for i, batch in enumerate(batches)
+                for i, batch in enumerate(batches[: stop - step])  # the steps this call runs
                 for mb in micro_batches(
                     batch, batch_size=per_device, grad_accum=accum,
                     process_index=accelerator.process_index, num_processes=procs,
                     seed=f"{cfg.seed}:{epoch}:{batch_in_epoch + i}",
                 )
             ]  # fmt: skip
+            if track:
+                data_counts.add(epoch, [i for mb in micro for i in mb], len(micro) // accum)
+            samples = records
+            if data.prepare is not None:  # augment (then GSD text) in this process, keyed
+                samples, micro = data.prepare.epoch_samples(
+                    records, micro, epoch=epoch, first_step=batch_in_epoch, batch_size=per_device,
+                    grad_accum=accum, process_index=accelerator.process_index,
+                    num_processes=procs,
+                )  # fmt: skip
             # its own generator: creating the iterator must not draw from the global RNG
             # (a resumed run creates it at another step than the uninterrupted one)
             loader = DataLoader(
-                records, batch_sampler=micro, collate_fn=collator,
+                samples, batch_sampler=micro, collate_fn=collator,
                 num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(epoch),
             )  # fmt: skip
             micro_iter = iter(loader)
@@ -299,6 +309,8 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
                 batch_in_epoch += 1
                 if batch_in_epoch >= steps_per_epoch:
                     epoch, batch_in_epoch = epoch + 1, 0
+                    if track:
+                        _save_counts(accelerator, data_counts, run_dir)
 
                 # -- log ------------------------------------------------------------------
                 row = _row(step, sums, counts, lam, optimizer, grad_norm, ledger, t0)
@@ -320,6 +332,8 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
     finished = step >= total
     if procs > 1:
         ledger = _gather_ledger(ledger)
+    if track:
+        _save_counts(accelerator, data_counts, run_dir)
     if main and finished and last_ckpt is not None:
         ckpt_io.mark_final(run_dir, last_ckpt)
     if main:
@@ -328,7 +342,7 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
             "checkpoint": str(last_ckpt) if last_ckpt else None,
             "resumed_from": str(resumed_from) if resumed_from else None,
             "seconds": round(time.perf_counter() - t0, 2), "samples": ledger.to_dict(),
-            "records": record_set.ledger.to_dict(),
+            "records": data.ledger.to_dict(),
         }  # fmt: skip
         atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2) + "\n")
     say(ledger.summary())
@@ -431,6 +445,42 @@ def _gather_ledger(ledger: Ledger) -> Ledger:
         total.skipped.update(d["skipped"])
         total.failed.update(d["failed"])
     return total
+
+
+def _save_counts(accelerator: Accelerator, counts: DataCounts, run_dir: Path) -> None:
+    """Write ``data_counts.json``: every process's counts summed (each lays out its own
+    samples), by the main process."""
+    data = counts.to_dict()
+    if accelerator.num_processes > 1:
+        from accelerate.utils import gather_object
+
+        data = _sum_counts(gather_object([data]))
+    if accelerator.is_main_process:
+        counts.save(run_dir / "data_counts.json", data)
+
+
+def _sum_counts(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The per-process ``data_counts`` summed (steps are the same on every process)."""
+    out = dict(parts[0])
+    out["samples"] = sum(p["samples"] for p in parts)
+    if "augment" in out:
+        total: Counter[str] = Counter()
+        for p in parts:
+            total.update(p["augment"]["counts"])
+        out["augment"] = {
+            **out["augment"], "samples": sum(p["augment"]["samples"] for p in parts),
+            "counts": dict(sorted(total.items())),
+        }  # fmt: skip
+    epochs = []
+    for k, e in enumerate(out["epochs"]):
+        merged = {**e, "samples": sum(p["epochs"][k]["samples"] for p in parts)}
+        if "subsets" in e:
+            merged["subsets"] = {
+                n: sum(p["epochs"][k]["subsets"][n] for p in parts) for n in e["subsets"]
+            }
+        epochs.append(merged)
+    out["epochs"] = epochs
+    return out
 
 
 def _check_failures(ledger: Ledger, max_fraction: float) -> None:
