@@ -9,7 +9,20 @@ GSD list ScaleEarth needs, in batch order.
   :func:`~earthvlm.data.paths.resolve_within` against the dataset root, then
   :func:`~earthvlm.geo.raster.open_raster` / :func:`~earthvlm.geo.raster.read_pixels`
   (magic-byte driver, no VRTs, a pixel budget). 3-band uint8 optical images become PIL
-  RGB images; other modalities are refused with a clear error for now.
+  RGB images; SAR images (one or two polarisations) become one pseudo-RGB frame through
+  :func:`~earthvlm.data.sensors.sar_frames`, zero-padded (EarthMind App. H); multispectral
+  images are refused for now (``unsupported_modality``).
+* SAR values: uint8 files are dB written through a linear map (``uint8_db``, as the
+  synthetic world writes them); float files are dB. A record says otherwise in its
+  ``meta``: ``sar_units`` (``uint8_db``, ``db`` or ``linear_power``) and ``sar_scaling``
+  (the map as :meth:`~earthvlm.data.sensors.DbScale.formula` writes it, e.g.
+  ``"dB = value / 255 * 40 + -30"``; default :class:`~earthvlm.data.sensors.DbScale`).
+* Per sample the batch lists its images' modalities in image order
+  (:attr:`CollatedBatch.modalities`), what ``EarthFusion(..., modalities=...)`` pairs.
+* With ``read_masks=True`` each record's :class:`~earthvlm.data.record.Mask` entries (PNG
+  files inside the root, binary or instance-id maps, or uncompressed COCO RLE) are read
+  and resized to the size the model sees their image at (:attr:`CollatedBatch.masks`,
+  what ``EarthSeg(masks=..., mask_images=...)`` takes).
 * Messages are rendered with the backbone's chat template: the TRL ``_training``
   variant, whose ``{% generation %}`` markers give the assistant-token mask. Labels are
   the input ids on assistant turns only; everything else (system and user turns, image
@@ -20,8 +33,9 @@ GSD list ScaleEarth needs, in batch order.
 * Every record is counted in the batch's :class:`~earthvlm.data.ledger.Ledger`: ok, or
   failed with a short reason (``path_escape``, ``missing_image``, ``unreadable_image``,
   ``unsupported_modality``, ``unsupported_image``, ``stale_resize``, ``control_token``,
-  ``too_long``, ``no_target``). With ``on_error="drop"`` (training) a failed sample is
-  left out of the batch but counted; with ``"raise"`` the first failure raises.
+  ``too_long``, ``no_target`` and, with masks, ``unreadable_mask``, ``mask_image``). With
+  ``on_error="drop"`` (training) a failed sample is left out of the batch but counted;
+  with ``"raise"`` the first failure raises.
 
 Dataset text may not contain the tokenizer's special tokens (``<|im_start|>``,
 ``<|image_pad|>``, ...): rendered verbatim they would forge turns or image slots. The
@@ -36,12 +50,13 @@ tensors.
 from __future__ import annotations
 
 import copy
+import re
 import warnings
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 import numpy as np
 from PIL import Image
@@ -51,7 +66,9 @@ from earthvlm.data.augment import apply_resize
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.paths import resolve_within
 from earthvlm.data.pixels import PixelProcessor
-from earthvlm.data.record import ImagePart, ImageRef, Message, Record
+from earthvlm.data.record import ImagePart, ImageRef, Mask, Message, Record
+from earthvlm.data.resolution import smart_resize
+from earthvlm.data.sensors import SAR_UNITS, DbScale, SarUnits, SensorInputError, sar_frames
 from earthvlm.errors import EarthVLMError, PathEscapeError, RasterError, RecordError
 from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS, open_raster, read_pixels
 from earthvlm.scale.gsd import GSD
@@ -61,6 +78,11 @@ IGNORE_INDEX = -100
 #: Processor outputs with one entry per token (padded) and per image (concatenated).
 _SEQ_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "labels")
 _IMAGE_KEYS = ("pixel_values", "image_grid_thw")
+#: Image modalities the collator reads (``multispectral`` is refused for now).
+READ_MODALITIES = ("optical", "sar")
+#: Record ``meta`` keys that describe its SAR images (see the module docstring).
+SAR_UNITS_KEY, SAR_SCALING_KEY = "sar_units", "sar_scaling"
+_DB_FORMULA = re.compile(r"dB = value / 255 \* (\S+) \+ (\S+)")
 
 
 class BackboneLike(Protocol):
@@ -93,6 +115,13 @@ class CollatedBatch:
         gsds: One GSD per image, in the order the images appear in the batch (the
             order ScaleEarth's ``gsd=`` argument expects).
         ids: The ids of the records in the batch, in order.
+        modalities: Per sample, its images' modalities in the order they appear (what
+            ``EarthFusion``'s ``modalities=`` argument takes).
+        masks: Per sample, its masks as ``(K, H, W)`` bool at the size the model sees
+            their image (the image processor's resized size), or ``None`` (no masks, or
+            ``read_masks=False``).
+        mask_images: Per sample, the image its masks belong to, as an index over the
+            batch's images (``EarthSeg``'s ``mask_images=``), or ``None``.
         targets: Generation mode: each record's reference answer (its last assistant
             turn); training mode: ``None``.
         ledger: This batch's counts (merge it into the run's ledger).
@@ -105,9 +134,50 @@ class CollatedBatch:
     targets: list[str] | None
     ledger: Ledger
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+    modalities: list[list[str]] = field(default_factory=list)
+    masks: list[np.ndarray | None] = field(default_factory=list)
+    mask_images: list[int | None] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+
+@dataclass
+class EncodedSample:
+    """One record encoded, before padding.
+
+    Attributes:
+        arrays: Unpadded arrays (sequence keys 1-D, image keys as the processor gives them).
+        gsds: One GSD per image, in the order the images appear.
+        modalities: One modality per image, in the same order.
+        target: Generation mode: the reference answer (``None`` when there is none).
+        masks: ``(K, H, W)`` bool at the size the model sees their image, or ``None``.
+        mask_image: The masks' image as a position among this sample's images, or ``None``.
+    """
+
+    arrays: dict[str, np.ndarray]
+    gsds: list[GSD]
+    target: str | None
+    modalities: list[str]
+    masks: np.ndarray | None = None
+    mask_image: int | None = None
+
+
+@dataclass(frozen=True)
+class _Shown:
+    """An image of a sample, in the order shown: its record index, ref and sizes."""
+
+    index: int
+    ref: ImageRef
+    source_hw: tuple[int, int]  # as read from the file
+    resized_hw: tuple[int, int]  # after the record's resize instruction, if any
+
+
+@dataclass
+class _Conversation:
+    messages: list[dict[str, Any]]
+    target: str | None
+    shown: list[_Shown] = field(default_factory=list)
 
 
 class Collator:
@@ -131,6 +201,9 @@ class Collator:
         image_cache: Keep this many decoded images (by path) for reuse: evaluation that
             asks many questions of one image (closed-set candidates, GSD sweeps) then
             decodes it once. 0 (default) keeps none, as training wants.
+        read_masks: Read each record's masks into :attr:`CollatedBatch.masks`
+            (referring segmentation). Off by default: records that carry masks for other
+            uses are then batched without reading them.
 
     Raises:
         ValueError: For a bad argument, naming it.
@@ -148,6 +221,7 @@ class Collator:
         return_tensors: Literal["pt", "np"] = "pt",
         max_read_pixels: int = DEFAULT_MAX_READ_PIXELS,
         image_cache: int = 0,
+        read_masks: bool = False,
     ) -> None:
         if mode not in ("train", "generate"):
             raise ValueError(f"mode={mode!r}: choose 'train' or 'generate'")
@@ -173,8 +247,8 @@ class Collator:
         self.mode, self.padding_side, self.max_length = mode, padding_side, max_length
         self.on_error, self.return_tensors = on_error, return_tensors
         self.max_read_pixels = max_read_pixels
-        self.image_cache = image_cache
-        self._images: OrderedDict[tuple[str, str], Image.Image] = OrderedDict()
+        self.image_cache, self.read_masks = image_cache, read_masks
+        self._images: OrderedDict[tuple[Any, ...], Image.Image] = OrderedDict()
         self.template = backbone.chat_template(training=mode == "train")
         tok = backbone.tokenizer
         self.pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -191,37 +265,46 @@ class Collator:
 
     # -- one record -----------------------------------------------------------------------
 
-    def load_image(self, ref: ImageRef) -> Image.Image:
+    def load_image(self, ref: ImageRef, meta: Mapping[str, Any] | None = None) -> Image.Image:
         """Read one image of a record as a PIL RGB image (from the cache when enabled).
+
+        Args:
+            ref: The image.
+            meta: The record's ``meta``: how its SAR images are scaled (``sar_units``,
+                ``sar_scaling``); ignored for optical images.
 
         Raises:
             SampleError: With reason ``path_escape``, ``missing_image``,
                 ``unreadable_image``, ``unsupported_modality`` or ``unsupported_image``.
         """
+        sar = _sar_options(ref, meta or {}) if ref.modality == "sar" else None
         if not self.image_cache:
-            return self._read_image(ref)
-        key = (ref.path, ref.modality)
+            return self._read_image(ref, sar)
+        key = (ref.path, ref.modality, sar)
         if key in self._images:
             self._images.move_to_end(key)
             return self._images[key]
-        image = self._read_image(ref)
+        image = self._read_image(ref, sar)
         self._images[key] = image
         if len(self._images) > self.image_cache:
             self._images.popitem(last=False)
         return image
 
-    def _read_image(self, ref: ImageRef) -> Image.Image:
+    def _read_image(
+        self, ref: ImageRef, sar: tuple[str | None, DbScale] | None = None
+    ) -> Image.Image:
         try:
             path = resolve_within(self.root, ref.path)
         except PathEscapeError as e:
             raise SampleError("path_escape", str(e)) from None
         if not path.is_file():
             raise SampleError("missing_image", f"{ref.path}: no such file under {self.root}")
-        if ref.modality != "optical":
+        if ref.modality not in READ_MODALITIES:
             raise SampleError(
                 "unsupported_modality",
                 f"{ref.path}: modality {ref.modality!r} is not supported by the collator yet "
-                "(3-band uint8 optical only); leave these records out or convert them to RGB",
+                f"(only {', '.join(READ_MODALITIES)}); leave these records out or convert "
+                "them to RGB",
             )
         try:
             with warnings.catch_warnings():  # plain PNG/JPEG chips have no georeferencing
@@ -230,6 +313,9 @@ class Collator:
                     pixels = read_pixels(ds, max_pixels=self.max_read_pixels)
         except RasterError as e:
             raise SampleError("unreadable_image", str(e)) from None
+        if ref.modality == "sar":
+            units, scale = sar or (None, DbScale())
+            return _sar_image(ref, pixels, units, scale)
         if pixels.shape[0] != 3 or pixels.dtype != np.uint8:
             raise SampleError(
                 "unsupported_image",
@@ -249,8 +335,8 @@ class Collator:
                         f"{token!r}; remove it from the data (it would forge turns or images)",
                     )
 
-    def _conversation(self, rec: Record) -> tuple[list[dict[str, Any]], list[GSD], str | None]:
-        """HF-style messages with images loaded, the GSDs in image order, the target."""
+    def _conversation(self, rec: Record) -> _Conversation:
+        """HF-style messages with images loaded, the shown images in order, the target."""
         messages: list[Message] = list(rec.messages)
         target = None
         if self.mode == "generate":
@@ -260,37 +346,50 @@ class Collator:
                 messages = messages[:last]
         elif not any(m.role == "assistant" for m in messages):
             raise SampleError("no_target", f"record {rec.id}: no assistant turn to learn from")
-        conv, gsds = [], []
+        out = _Conversation(messages=[], target=target)
         for m in messages:
             if isinstance(m.content, str):
-                conv.append({"role": m.role, "content": m.content})
+                out.messages.append({"role": m.role, "content": m.content})
                 continue
             parts: list[dict[str, Any]] = []
             for p in m.content:
                 if isinstance(p, ImagePart):
                     ref = rec.images[p.index]
+                    read = self.load_image(ref, rec.meta)
                     try:  # a random resize (earthvlm.data.augment) is applied here
-                        image = apply_resize(self.load_image(ref), rec, p.index)
+                        image = apply_resize(read, rec, p.index)
                     except RecordError as e:
                         raise SampleError("stale_resize", str(e)) from None
                     parts.append({"type": "image", "image": image})
-                    gsds.append(ref.gsd)
+                    out.shown.append(_Shown(p.index, ref, (read.height, read.width),
+                                            (image.height, image.width)))  # fmt: skip
                 else:
                     parts.append({"type": "text", "text": p.text})
-            conv.append({"role": m.role, "content": parts})
-        return conv, gsds, target
+            out.messages.append({"role": m.role, "content": parts})
+        return out
 
     def encode(self, rec: Record) -> tuple[dict[str, np.ndarray], list[GSD], str | None]:
         """One record as unpadded arrays (sequence keys 1-D), its GSDs and its target.
+
+        :meth:`encode_sample` gives the rest (modalities, masks).
+
+        Raises:
+            SampleError: If the record cannot become a sample (see the module docstring).
+        """
+        s = self.encode_sample(rec)
+        return s.arrays, s.gsds, s.target
+
+    def encode_sample(self, rec: Record) -> EncodedSample:
+        """One record as an :class:`EncodedSample` (masks read when ``read_masks``).
 
         Raises:
             SampleError: If the record cannot become a sample (see the module docstring).
         """
         self._check_text(rec)
-        conv, gsds, target = self._conversation(rec)
+        conv = self._conversation(rec)
         train = self.mode == "train"
         out = self.processor.apply_chat_template(
-            conv,
+            conv.messages,
             chat_template=self.template,
             tokenize=True,
             return_dict=True,
@@ -321,16 +420,86 @@ class Collator:
                 f"the processor returned {sorted(unknown)}, which the collator does not know "
                 "how to batch; extend earthvlm.data.collate"
             )
-        return sample, gsds, target
+        masks, mask_image = self._masks(rec, conv.shown) if self.read_masks else (None, None)
+        return EncodedSample(
+            arrays=sample,
+            gsds=[s.ref.gsd for s in conv.shown],
+            target=conv.target,
+            modalities=[s.ref.modality for s in conv.shown],
+            masks=masks,
+            mask_image=mask_image,
+        )
+
+    # -- masks ----------------------------------------------------------------------------
+
+    def _masks(self, rec: Record, shown: list[_Shown]) -> tuple[np.ndarray | None, int | None]:
+        """``(K, H, W)`` bool at the model's size of the masks' image, and that image's
+        position among the sample's images."""
+        if not rec.masks:
+            return None, None
+        images = sorted({m.image for m in rec.masks})
+        position = [k for k, s in enumerate(shown) if s.index == images[0]]
+        if len(images) > 1 or not position:
+            what = f"images {images}" if len(images) > 1 else f"image {images[0]}"
+            raise SampleError(
+                "mask_image",
+                f"record {rec.id}: its masks belong to {what}; a sample's masks must belong to "
+                "one image the model is shown (split the record per image)",
+            )
+        s = shown[position[0]]
+        ip = self.processor.image_processor
+        # the size the processor resizes this image to (the same rule as PixelProcessor)
+        seen_hw = smart_resize(*s.resized_hw, ip.factor, ip.min_pixels, ip.max_pixels)
+        out = np.zeros((len(rec.masks), *seen_hw), dtype=bool)
+        for k, mask in enumerate(rec.masks):
+            source = self._read_mask(rec, mask)
+            if source.shape != s.source_hw:
+                raise SampleError(
+                    "unreadable_mask",
+                    f"record {rec.id}: mask {k} is {source.shape[1]}x{source.shape[0]} px but "
+                    f"its image {s.ref.path} is {s.source_hw[1]}x{s.source_hw[0]} px",
+                )
+            out[k] = _resize_mask(source, seen_hw)
+        return out, position[0]
+
+    def _read_mask(self, rec: Record, mask: Mask) -> np.ndarray:
+        """One mask at its file's size, ``(H, W)`` bool."""
+        if mask.rle is not None:
+            try:
+                return _decode_rle(mask.rle, self.max_read_pixels)
+            except (TypeError, ValueError) as e:
+                raise SampleError("unreadable_mask", f"record {rec.id}: mask RLE: {e}") from None
+        try:
+            path = resolve_within(self.root, str(mask.path))
+        except PathEscapeError as e:
+            raise SampleError("path_escape", str(e)) from None
+        if not path.is_file():
+            raise SampleError("unreadable_mask", f"{mask.path}: no such file under {self.root}")
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                with open_raster(path) as ds:
+                    values = read_pixels(ds, max_pixels=self.max_read_pixels)
+        except RasterError as e:
+            raise SampleError("unreadable_mask", str(e)) from None
+        if values.shape[0] != 1 or not np.issubdtype(values.dtype, np.integer):
+            raise SampleError(
+                "unreadable_mask",
+                f"{mask.path}: {values.shape[0]} band(s) of {values.dtype}; a mask is one band "
+                "of integers (binary, or instance ids with the mask's `instance`)",
+            )
+        plane = values[0]
+        return plane == mask.instance if mask.instance is not None else plane > 0
 
     # -- a batch --------------------------------------------------------------------------
 
     def __call__(self, records: Sequence[Record]) -> CollatedBatch:
         ledger = Ledger(stage=f"collate:{self.mode}")
-        samples, gsds, ids, targets, failures = [], [], [], [], []
+        samples: list[EncodedSample] = []
+        ids, failures = [], []
         for rec in records:
             try:
-                sample, g, target = self.encode(rec)
+                sample = self.encode_sample(rec)
             except SampleError as e:
                 if self.on_error == "raise":
                     raise
@@ -339,21 +508,27 @@ class Collator:
                 continue
             ledger.count_ok()
             samples.append(sample)
-            gsds.extend(g)
             ids.append(rec.id)
-            targets.append(target if target is not None else "")
         ledger.check()
-        inputs = self._pad(samples) if samples else None
+        inputs = self._pad([s.arrays for s in samples]) if samples else None
         if inputs is not None:
             # the processor's own BatchFeature converts to tensors: no torch import here
             inputs = self._feature_type(data=inputs, tensor_type=self.return_tensors)
+        mask_images: list[int | None] = []
+        base = 0
+        for s in samples:
+            mask_images.append(None if s.mask_image is None else base + s.mask_image)
+            base += len(s.modalities)
         return CollatedBatch(
             inputs=inputs,
-            gsds=gsds,
+            gsds=[g for s in samples for g in s.gsds],
             ids=ids,
-            targets=targets if self.mode == "generate" else None,
+            targets=[s.target or "" for s in samples] if self.mode == "generate" else None,
             ledger=ledger,
             failures=failures,
+            modalities=[s.modalities for s in samples],
+            masks=[s.masks for s in samples],
+            mask_images=mask_images,
         )
 
     def _pad(self, samples: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -381,4 +556,86 @@ class Collator:
         return out
 
 
-__all__ = ["IGNORE_INDEX", "BackboneLike", "CollatedBatch", "Collator", "SampleError"]
+def _sar_options(ref: ImageRef, meta: Mapping[str, Any]) -> tuple[str | None, DbScale]:
+    """A SAR image's units (``None``: decided by dtype) and dB map, from record ``meta``."""
+    units = meta.get(SAR_UNITS_KEY)
+    if units is not None and units not in SAR_UNITS:
+        raise SampleError(
+            "unsupported_image",
+            f"{ref.path}: meta[{SAR_UNITS_KEY!r}]={units!r}; use one of {SAR_UNITS}",
+        )
+    formula = meta.get(SAR_SCALING_KEY)
+    if formula is None:
+        return units, DbScale()
+    match = _DB_FORMULA.fullmatch(str(formula).strip())
+    try:
+        if match is None:
+            raise ValueError("not of that form")
+        return units, DbScale(min_db=float(match[2]), span_db=float(match[1]))
+    except ValueError as e:
+        raise SampleError(
+            "unsupported_image",
+            f"{ref.path}: meta[{SAR_SCALING_KEY!r}]={formula!r} ({e}); write it as "
+            f"{DbScale().formula()!r}",
+        ) from None
+
+
+def _sar_image(ref: ImageRef, pixels: np.ndarray, units: str | None, scale: DbScale) -> Image.Image:
+    """One- or two-band SAR as the zero-padded pseudo-RGB frame (EarthMind App. H)."""
+    if units is None:
+        if pixels.dtype == np.uint8:
+            units = "uint8_db"
+        elif np.issubdtype(pixels.dtype, np.floating):
+            units = "db"
+        else:
+            raise SampleError(
+                "unsupported_image",
+                f"{ref.path}: SAR of {pixels.dtype}: say what it holds in the record's "
+                f"meta[{SAR_UNITS_KEY!r}] (one of {SAR_UNITS})",
+            )
+    try:
+        frames = sar_frames(pixels, bands=ref.bands, units=cast(SarUnits, units), scale=scale)
+    except SensorInputError as e:
+        raise SampleError("unsupported_image", f"{ref.path}: {e}") from None
+    return Image.fromarray(frames.frames[0], mode="RGB")
+
+
+def _resize_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """A bool mask at ``size_hw``: area average, then at least half covered (a pixel
+    keeps its class when most of it is the object; nearest would drop thin objects
+    unevenly when shrinking)."""
+    if mask.shape == size_hw:
+        return mask
+    image = Image.fromarray(mask.astype(np.uint8) * 255, mode="L")
+    resized = image.resize((size_hw[1], size_hw[0]), Image.Resampling.BOX)
+    return np.asarray(resized) >= 128
+
+
+def _decode_rle(rle: Mapping[str, Any], max_pixels: int) -> np.ndarray:
+    """Uncompressed COCO RLE (``counts`` a list, runs alternate 0/1, column-major)."""
+    h, w = (int(v) for v in rle["size"])
+    counts = rle["counts"]
+    if isinstance(counts, str | bytes):
+        raise ValueError(
+            "compressed RLE (counts as a string) is not read here; store the mask as a PNG "
+            "or as uncompressed RLE (counts a list of run lengths)"
+        )
+    if h < 1 or w < 1 or h * w > max_pixels:
+        raise ValueError(f"size {h}x{w} is empty or above the budget of {max_pixels:,} px")
+    runs = np.asarray(counts, dtype=np.int64)
+    if runs.ndim != 1 or (runs < 0).any() or int(runs.sum()) != h * w:
+        raise ValueError(f"run lengths must be >= 0 and sum to {h}x{w} = {h * w}")
+    values = np.zeros(len(runs), dtype=bool)
+    values[1::2] = True
+    return np.repeat(values, runs).reshape(w, h).T
+
+
+__all__ = [
+    "IGNORE_INDEX",
+    "READ_MODALITIES",
+    "BackboneLike",
+    "CollatedBatch",
+    "Collator",
+    "EncodedSample",
+    "SampleError",
+]
