@@ -24,6 +24,7 @@ from earthvlm.cli.data import data_app
 from earthvlm.cli.diagnose import diagnose_app
 from earthvlm.cli.evaluate import eval_command
 from earthvlm.cli.grpo import grpo_command
+from earthvlm.cli.lmms import lmms_export_command
 from earthvlm.cli.train import train_command
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("ask")(ask_command)
 app.command("train-grpo")(grpo_command)
+app.command("export-lmms")(lmms_export_command)
 app.add_typer(diagnose_app, name="diagnose")
 app.add_typer(data_app, name="data")
 

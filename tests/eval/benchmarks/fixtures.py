@@ -233,6 +233,77 @@ def write_dota(root: Path) -> Path:
     return root
 
 
+#: LRS-VQA fixture rows that are valid, in file order (image ``LRS_VQA/image/<n>.tif``).
+LRS_VQA_ROWS: list[dict[str, Any]] = [
+    {"question_id": "FAIR_1", "image": "LRS_VQA/image/1.tif", "category": "color",
+     "text": "What color is the plane?\n Answer the question using a single word or phrase.",
+     "ground_truth": "white", "hbox": [2, 2, 10, 10], "rbox": [2, 2, 10, 2, 10, 10, 2, 10],
+     "abs_size": 64, "image_size": [40, 30], "size_bin": "small"},
+    {"question_id": "FAIR_2", "image": "LRS_VQA/image/1.tif", "category": "count",
+     "text": "How many planes are there?\n Answer the question using a single word or phrase.",
+     "ground_truth": 3, "image_size": [40, 30]},
+    {"question_id": "FAIR_3", "image": "LRS_VQA/image/1.tif", "category": "category",
+     "text": "What is parked at the gate?\n Answer the question using a single word or phrase.",
+     "ground_truth": "car", "hbox": [20, 5, 30, 15], "image_size": [40, 30]},
+    {"question_id": "STAR_1", "image": "LRS_VQA/image/2.tif", "category": "category",
+     "text": "What is in the harbour?\n Answer the question using a single word or phrase.",
+     "ground_truth": "ship", "hbox": [1, 1, 8, 8], "image_size": [24, 20]},
+    {"question_id": "GLH_1", "image": "LRS_VQA/image/2.tif", "category": "background",
+     "text": "What is the background?\n Answer the question using a single word or phrase.",
+     "ground_truth": "farmland", "image_size": [24, 20]},
+]  # fmt: skip
+
+
+def write_lrs_vqa(root: Path) -> Path:
+    """``LRS_VQA/LRS_VQA_merged.jsonl`` with :data:`LRS_VQA_ROWS`, a row whose
+    ``image_size`` disagrees with its file and a row without ``ground_truth``; two tiny
+    TIFFs (40 x 30 and 24 x 20) under ``LRS_VQA/image/``."""
+    _image(root / "LRS_VQA" / "image" / "1.tif", 40, 30, seed=400, fmt="TIFF")
+    _image(root / "LRS_VQA" / "image" / "2.tif", 24, 20, seed=401, fmt="TIFF")
+    wrong_size = {**LRS_VQA_ROWS[0], "question_id": "FAIR_9", "image_size": [41, 30]}
+    no_answer = {k: v for k, v in LRS_VQA_ROWS[3].items() if k != "ground_truth"}
+    no_answer["question_id"] = "STAR_9"
+    rows = [*LRS_VQA_ROWS[:2], wrong_size, *LRS_VQA_ROWS[2:4], no_answer, LRS_VQA_ROWS[4]]
+    text = "\n".join(json.dumps(r) for r in rows) + "\n"
+    (root / "LRS_VQA" / "LRS_VQA_merged.jsonl").write_text(text, encoding="utf-8")
+    return root
+
+
+#: LRS-GRO fixture rows that are valid, in file order (the last is a train row).
+LRS_GRO_ROWS: list[dict[str, Any]] = [
+    {"question_id": "G1", "image_name": "a.png", "category": "scene",
+     "question": "Is this area rural or urban?", "higher_level": "scene",
+     "ground_truth": "urban", "bbox": [], "type": "global", "split": "test"},
+    {"question_id": "R1", "image_name": "a.png", "category": "land use",
+     "question": "What is the land use south of the river?", "higher_level": "land",
+     "ground_truth": "farmland", "bbox": [100, 200, 400, 500], "type": "region",
+     "split": "test"},
+    {"question_id": "O1", "image_name": "b.png", "category": "category",
+     "question": "What is parked by the gate?", "higher_level": "object",
+     "ground_truth": "car", "bbox": [0, 0, 100, 100], "type": "object", "split": "test"},
+    {"question_id": "O2", "image_name": "b.png", "category": "color",
+     "question": "What colour is the roof?", "higher_level": "object",
+     "ground_truth": "white", "bbox": [500, 500, 600, 700], "type": "object",
+     "split": "test"},
+    {"question_id": "T1", "image_name": "b.png", "category": "color",
+     "question": "What colour is the tank?", "higher_level": "object",
+     "ground_truth": "grey", "bbox": [10, 10, 20, 20], "type": "object", "split": "train"},
+]  # fmt: skip
+
+
+def write_lrs_gro(root: Path) -> Path:
+    """``lrs_gro.jsonl`` with :data:`LRS_GRO_ROWS`, a blank line, a row of an unknown type
+    and a row whose box has its corners swapped; two tiny images under ``images/``."""
+    _image(root / "images" / "a.png", 32, 24, seed=500)
+    _image(root / "images" / "b.png", 24, 32, seed=501)
+    bad_type = {**LRS_GRO_ROWS[0], "question_id": "X1", "type": "scene"}
+    bad_box = {**LRS_GRO_ROWS[1], "question_id": "X2", "bbox": [400, 500, 100, 200]}
+    rows = [json.dumps(r) for r in LRS_GRO_ROWS]
+    lines = [*rows[:2], "", json.dumps(bad_type), *rows[2:4], json.dumps(bad_box), rows[4]]
+    (root / "lrs_gro.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
 def write_all(out: Path) -> dict[str, Path]:
     """Every fixture under ``out``, one folder per benchmark (named as registered)."""
     return {
@@ -244,6 +315,8 @@ def write_all(out: Path) -> dict[str, Path]:
         "ucmerced": write_ucmerced(out / "ucmerced"),
         "dior_rsvg": write_dior_rsvg(out / "dior_rsvg"),
         "dota": write_dota(out / "dota"),
+        "lrs_vqa": write_lrs_vqa(out / "lrs_vqa"),
+        "lrs_gro": write_lrs_gro(out / "lrs_gro"),
     }
 
 

@@ -53,6 +53,8 @@ for _name, _target in (
     ("dior_rsvg", "earthvlm.eval.benchmarks.rsvg:DIORRSVG"),
     ("rsvg", "earthvlm.eval.benchmarks.rsvg:RSVG"),
     ("dota", "earthvlm.eval.benchmarks.dota:DOTADetection"),
+    ("lrs_vqa", "earthvlm.eval.benchmarks.lrs_vqa:LRSVQABench"),
+    ("lrs_gro", "earthvlm.eval.benchmarks.lrs_gro:LRSGROBench"),
 ):
     REGISTRY.register(_name, _target)
 
