@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -139,6 +139,40 @@ def read_jsonl_records(path: Path, root: Path, ledger: Ledger) -> list[Record]:
     read = read_records(path, root=root)
     ledger.merge_left_out(read.ledger)
     return read.records
+
+
+class BadRow(Exception):
+    """A release row that cannot become a record; ``reason`` is its ledger reason."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def unique_records(
+    rows: Iterable[Any],
+    make: Callable[[Any], Record],
+    ledger: Ledger,
+    *,
+    duplicate_reason: str = "duplicate_id",
+) -> Iterator[Record]:
+    """Records made from release rows, each counted in ``ledger``: ok, or failed with the
+    reason of the :class:`BadRow` that ``make`` raised (a row may also arrive as a
+    ``BadRow``, e.g. a line that is not JSON), or ``duplicate_reason`` for a repeated id."""
+    seen: set[str] = set()
+    for row in rows:
+        try:
+            if isinstance(row, BadRow):
+                raise row
+            rec = make(row)
+            if rec.id in seen:
+                raise BadRow(duplicate_reason)
+        except BadRow as e:
+            ledger.count_failed(e.reason)
+            continue
+        seen.add(rec.id)
+        ledger.count_ok()
+        yield rec
 
 
 @dataclass(kw_only=True)
@@ -297,6 +331,7 @@ class Benchmark:
 
 
 __all__ = [
+    "BadRow",
     "Benchmark",
     "BenchmarkError",
     "BenchmarkResult",
@@ -304,4 +339,5 @@ __all__ = [
     "mean_score",
     "read_jsonl_records",
     "records_file",
+    "unique_records",
 ]

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,7 +39,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart, primary_error
-from earthvlm.eval.benchmarks.base import Benchmark, BenchmarkError
+from earthvlm.eval.benchmarks.base import BadRow, Benchmark, BenchmarkError, unique_records
 from earthvlm.eval.benchmarks.lrs_vqa import synonym_provider
 from earthvlm.eval.metrics.grounding import parse_box, score_grounding
 from earthvlm.eval.metrics.text import SynsetProvider, score_open_ended
@@ -78,12 +78,6 @@ def extract_answer(text: str | None) -> str | None:
     return lines[-1] if lines else ""
 
 
-class _BadRow(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 def _box(v: Any) -> list[float] | None:
     """``[]`` -> None; four finite numbers with x1 < x2, y1 < y2 -> floats; else bad."""
     if isinstance(v, list) and not v:
@@ -97,7 +91,7 @@ def _box(v: Any) -> list[float] | None:
         and v[1] < v[3]
     ):
         return [float(x) for x in v]
-    raise _BadRow("bad_bbox")
+    raise BadRow("bad_bbox")
 
 
 @dataclass(kw_only=True)
@@ -195,12 +189,19 @@ class LRSGROBench(Benchmark):
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                rows.append(_BadRow("invalid_json"))
+                rows.append(BadRow("invalid_json"))
         return rows
 
     def _records(self, path: Path) -> Iterator[Record]:
-        seen: set[str] = set()
-        for row in self._rows(path):
+        return unique_records(
+            self._this_split(self._rows(path)),
+            self._record,
+            self.ledger,
+            duplicate_reason="duplicate_question_id",
+        )
+
+    def _this_split(self, rows: Iterable[Any]) -> Iterator[Any]:
+        for row in rows:
             if (
                 self.split is not None
                 and isinstance(row, dict)
@@ -208,27 +209,16 @@ class LRSGROBench(Benchmark):
             ):
                 self.ledger.count_skipped("other_split")
                 continue
-            try:
-                rec = self._record(row)
-                if rec.id in seen:
-                    raise _BadRow("duplicate_question_id")
-            except _BadRow as e:
-                self.ledger.count_failed(e.reason)
-                continue
-            seen.add(rec.id)
-            self.ledger.count_ok()
-            yield rec
+            yield row
 
     def _record(self, row: Any) -> Record:
-        if isinstance(row, _BadRow):
-            raise row
         if not isinstance(row, dict):
-            raise _BadRow("not_an_object")
+            raise BadRow("not_an_object")
         for key in ("question_id", "image_name", "question", "ground_truth", "type"):
             if row.get(key) in (None, ""):
-                raise _BadRow(f"missing_field:{key}")
+                raise BadRow(f"missing_field:{key}")
         if row["type"] not in TYPES:
-            raise _BadRow("unknown_type")
+            raise BadRow("unknown_type")
         box = _box(row.get("bbox", []))
         rel = f"{self.image_dir}/{row['image_name']}" if self.image_dir else row["image_name"]
         try:
@@ -257,7 +247,7 @@ class LRSGROBench(Benchmark):
                 },
             )
         except ValidationError as e:
-            raise _BadRow(str(primary_error(e)["type"])) from None
+            raise BadRow(str(primary_error(e)["type"])) from None
 
     # -- scoring ---------------------------------------------------------------------
 

@@ -31,8 +31,8 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart, primary_error
-from earthvlm.eval.benchmarks.base import BenchmarkError
-from earthvlm.eval.benchmarks.xlrs import OPTIONS_FIELD, XLRSBenchLite, _BadRow
+from earthvlm.eval.benchmarks.base import BadRow, BenchmarkError
+from earthvlm.eval.benchmarks.xlrs import OPTIONS_FIELD, XLRSBenchLite
 from earthvlm.eval.metrics import parse_answer_letters, score_omniearth
 from earthvlm.eval.metrics.mcq import LETTERS, UNABLE_TO_DECIDE
 
@@ -82,13 +82,13 @@ class OmniEarthBench(XLRSBenchLite):
         )
 
     def _record(self, row: Any) -> Record:
-        if isinstance(row, _BadRow):
+        if isinstance(row, BadRow):
             raise row
         if not isinstance(row, dict):
-            raise _BadRow("not_an_object")
+            raise BadRow("not_an_object")
         for key in ("index", "image", "question", OPTIONS_FIELD, "answer"):
             if row.get(key) in (None, "", []):
-                raise _BadRow(f"missing_field:{key}")
+                raise BadRow(f"missing_field:{key}")
         options = row[OPTIONS_FIELD]
         if isinstance(options, str):
             options = [o for o in options.splitlines() if o.strip()]
@@ -96,15 +96,15 @@ class OmniEarthBench(XLRSBenchLite):
         if not all(isinstance(o, str) for o in options) or not all(
             isinstance(p, str) for p in images
         ):
-            raise _BadRow("bad_field_type")
+            raise BadRow("bad_field_type")
         if not 2 <= len(options) <= len(LETTERS) or UNABLE_TO_DECIDE not in options[-1].lower():
-            raise _BadRow("last_option_not_unable_to_decide")
+            raise BadRow("last_option_not_unable_to_decide")
         try:
             letters = parse_answer_letters(row["answer"])
         except ValueError:
-            raise _BadRow("no_answer_letters") from None
+            raise BadRow("no_answer_letters") from None
         if not letters <= set(LETTERS[: len(options)]):
-            raise _BadRow("answer_not_an_option")
+            raise BadRow("answer_not_an_option")
         qtype = str(row.get("question_type") or "Single Choice")
         prompt = omniearth_prompt(str(row["question"]), options, qtype == "Multiple Choice")
         try:
@@ -132,7 +132,7 @@ class OmniEarthBench(XLRSBenchLite):
                 },
             )
         except ValidationError as e:
-            raise _BadRow(str(primary_error(e)["type"])) from None
+            raise BadRow(str(primary_error(e)["type"])) from None
 
     def _score(self, records: Sequence[Record], predictions: Sequence[str | None]) -> Any:
         return score_omniearth(

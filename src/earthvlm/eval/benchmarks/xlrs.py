@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart, primary_error
-from earthvlm.eval.benchmarks.base import Benchmark, BenchmarkError
+from earthvlm.eval.benchmarks.base import BadRow, Benchmark, BenchmarkError, unique_records
 from earthvlm.eval.metrics import parse_answer_letters, score_xlrs
 
 #: Annotation files looked for under the root, in order.
@@ -60,12 +60,6 @@ def xlrs_prompt(question: str, options: Sequence[str], category: str) -> str:
     """The release's prompt for one row (its spacing kept, run-on sentence included)."""
     listed = "The choices are listed below:\n" + "\n".join(options) + "\n"
     return question + listed + (_MULTI if category == MULTI_ANSWER else _SINGLE)
-
-
-class _BadRow(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(kw_only=True)
@@ -119,34 +113,23 @@ class XLRSBenchLite(Benchmark):
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
-                rows.append(_BadRow("invalid_json"))
+                rows.append(BadRow("invalid_json"))
         return rows
 
     def _read(self, root: Path) -> Iterator[Record]:
         return self._records(self._annotation(root))
 
     def _records(self, path: Path) -> Iterator[Record]:
-        seen: set[str] = set()
-        for row in self._rows(path):
-            try:
-                rec = self._record(row)
-                if rec.id in seen:
-                    raise _BadRow("duplicate_index")
-            except _BadRow as e:
-                self.ledger.count_failed(e.reason)
-                continue
-            seen.add(rec.id)
-            self.ledger.count_ok()
-            yield rec
+        return unique_records(
+            self._rows(path), self._record, self.ledger, duplicate_reason="duplicate_index"
+        )
 
     def _record(self, row: Any) -> Record:
-        if isinstance(row, _BadRow):
-            raise row
         if not isinstance(row, dict):
-            raise _BadRow("not_an_object")
+            raise BadRow("not_an_object")
         for key in ("index", "image", "question", OPTIONS_FIELD, "answer", "category"):
             if row.get(key) in (None, "", []):
-                raise _BadRow(f"missing_field:{key}")
+                raise BadRow(f"missing_field:{key}")
         options = row[OPTIONS_FIELD]
         if isinstance(options, str):
             options = [o for o in options.splitlines() if o.strip()]
@@ -154,11 +137,11 @@ class XLRSBenchLite(Benchmark):
         if not all(isinstance(o, str) for o in options) or not all(
             isinstance(p, str) for p in images
         ):
-            raise _BadRow("bad_field_type")
+            raise BadRow("bad_field_type")
         try:
             letters = parse_answer_letters(row["answer"])
         except ValueError:
-            raise _BadRow("no_answer_letters") from None
+            raise BadRow("no_answer_letters") from None
         category = str(row["category"])
         prompt = xlrs_prompt(str(row["question"]), options, category)
         try:
@@ -186,7 +169,7 @@ class XLRSBenchLite(Benchmark):
                 },
             )
         except ValidationError as e:
-            raise _BadRow(str(primary_error(e)["type"])) from None
+            raise BadRow(str(primary_error(e)["type"])) from None
 
     def _item(self, record: Record, prediction: str | None) -> float | None:
         r = score_xlrs(
