@@ -23,6 +23,7 @@ no torch: an RL loop or a report can score without loading a model.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -147,6 +148,36 @@ class BadRow(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def release_rows(path: Path, ledger: Ledger) -> list[Any]:
+    """The rows of a release annotation file: a JSON list (``.json``) or JSON lines.
+
+    Blank lines are counted as skipped; a line that is not JSON becomes a :class:`BadRow`
+    so that :func:`unique_records` counts it as failed, in file order.
+
+    Raises:
+        BenchmarkError: If a ``.json`` file is not a JSON list.
+    """
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix == ".json":
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise BenchmarkError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+        if not isinstance(rows, list):
+            raise BenchmarkError(f"{path}: expected a JSON list of rows")
+        return rows
+    out: list[Any] = []
+    for line in text.splitlines():
+        if not line.strip():
+            ledger.count_skipped("blank_line")
+            continue
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            out.append(BadRow("invalid_json"))
+    return out
 
 
 def unique_records(
@@ -339,5 +370,6 @@ __all__ = [
     "mean_score",
     "read_jsonl_records",
     "records_file",
+    "release_rows",
     "unique_records",
 ]

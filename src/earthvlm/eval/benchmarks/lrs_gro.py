@@ -28,7 +28,6 @@ global view: the box is rescaled to 1024 before scoring), then for a short answe
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
@@ -39,7 +38,13 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart, primary_error
-from earthvlm.eval.benchmarks.base import BadRow, Benchmark, BenchmarkError, unique_records
+from earthvlm.eval.benchmarks.base import (
+    BadRow,
+    Benchmark,
+    BenchmarkError,
+    release_rows,
+    unique_records,
+)
 from earthvlm.eval.benchmarks.lrs_vqa import synonym_provider
 from earthvlm.eval.metrics.grounding import parse_box, score_grounding
 from earthvlm.eval.metrics.text import SynsetProvider, score_open_ended
@@ -171,30 +176,9 @@ class LRSGROBench(Benchmark):
     def _read(self, root: Path) -> Iterator[Record]:
         return self._records(self._annotation(root))
 
-    def _rows(self, path: Path) -> list[Any]:
-        text = path.read_text(encoding="utf-8-sig")
-        if path.suffix == ".json":
-            try:
-                rows = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise BenchmarkError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
-            if not isinstance(rows, list):
-                raise BenchmarkError(f"{path}: expected a JSON list of rows")
-            return rows
-        rows: list[Any] = []
-        for line in text.splitlines():
-            if not line.strip():
-                self.ledger.count_skipped("blank_line")
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                rows.append(BadRow("invalid_json"))
-        return rows
-
     def _records(self, path: Path) -> Iterator[Record]:
         return unique_records(
-            self._this_split(self._rows(path)),
+            self._this_split(release_rows(path, self.ledger)),
             self._record,
             self.ledger,
             duplicate_reason="duplicate_question_id",

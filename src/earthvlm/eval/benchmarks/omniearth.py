@@ -28,11 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import ValidationError
-
-from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart, primary_error
+from earthvlm.data.record import Record
 from earthvlm.eval.benchmarks.base import BadRow, BenchmarkError
-from earthvlm.eval.benchmarks.xlrs import OPTIONS_FIELD, XLRSBenchLite
+from earthvlm.eval.benchmarks.xlrs import OPTIONS_FIELD, XLRSBenchLite, mcq_record
 from earthvlm.eval.metrics import parse_answer_letters, score_omniearth
 from earthvlm.eval.metrics.mcq import LETTERS, UNABLE_TO_DECIDE
 
@@ -107,32 +105,14 @@ class OmniEarthBench(XLRSBenchLite):
             raise BadRow("answer_not_an_option")
         qtype = str(row.get("question_type") or "Single Choice")
         prompt = omniearth_prompt(str(row["question"]), options, qtype == "Multiple Choice")
-        try:
-            return Record(
-                id=f"omniearth-{row['index']}",
-                task="mcq",
-                source="omniearth-bench",
-                split="test",
-                images=[ImageRef(path=p) for p in images],
-                messages=[
-                    Message(
-                        role="user",
-                        content=[
-                            *(ImagePart(index=i) for i in range(len(images))),
-                            TextPart(text=prompt),
-                        ],
-                    ),
-                    Message(role="assistant", content="".join(sorted(letters))),
-                ],
-                meta={
-                    "index": row["index"],
-                    "question_type": qtype,
-                    "options": list(options),
-                    **{k: row.get(k) for k in TASK_FIELDS},
-                },
-            )
-        except ValidationError as e:
-            raise BadRow(str(primary_error(e)["type"])) from None
+        meta = {
+            "index": row["index"],
+            "question_type": qtype,
+            "options": list(options),
+            **{k: row.get(k) for k in TASK_FIELDS},
+        }
+        rid = f"omniearth-{row['index']}"
+        return mcq_record(rid, "omniearth-bench", images, prompt, letters, meta)
 
     def _score(self, records: Sequence[Record], predictions: Sequence[str | None]) -> Any:
         return score_omniearth(

@@ -27,7 +27,6 @@ failed (``missing_image``) and scores it as wrong.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +35,13 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart, primary_error
-from earthvlm.eval.benchmarks.base import BadRow, Benchmark, BenchmarkError, unique_records
+from earthvlm.eval.benchmarks.base import (
+    BadRow,
+    Benchmark,
+    BenchmarkError,
+    release_rows,
+    unique_records,
+)
 from earthvlm.eval.metrics import parse_answer_letters, score_xlrs
 
 #: Annotation files looked for under the root, in order.
@@ -60,6 +65,43 @@ def xlrs_prompt(question: str, options: Sequence[str], category: str) -> str:
     """The release's prompt for one row (its spacing kept, run-on sentence included)."""
     listed = "The choices are listed below:\n" + "\n".join(options) + "\n"
     return question + listed + (_MULTI if category == MULTI_ANSWER else _SINGLE)
+
+
+def mcq_record(
+    rid: str,
+    source: str,
+    images: list[str],
+    prompt: str,
+    letters: set[str],
+    meta: dict[str, Any],
+) -> Record:
+    """A test-split MCQ record: every image, then the prompt; the answer is the sorted
+    letters.
+
+    Raises:
+        BadRow: If the record is invalid (the reason is the validation error's type).
+    """
+    try:
+        return Record(
+            id=rid,
+            task="mcq",
+            source=source,
+            split="test",
+            images=[ImageRef(path=p) for p in images],
+            messages=[
+                Message(
+                    role="user",
+                    content=[
+                        *(ImagePart(index=i) for i in range(len(images))),
+                        TextPart(text=prompt),
+                    ],
+                ),
+                Message(role="assistant", content="".join(sorted(letters))),
+            ],
+            meta=meta,
+        )
+    except ValidationError as e:
+        raise BadRow(str(primary_error(e)["type"])) from None
 
 
 @dataclass(kw_only=True)
@@ -95,33 +137,15 @@ class XLRSBenchLite(Benchmark):
             "(see earthvlm.eval.benchmarks.xlrs for the layout)"
         )
 
-    def _rows(self, path: Path) -> list[Any]:
-        text = path.read_text(encoding="utf-8-sig")
-        if path.suffix == ".json":
-            try:
-                rows = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise BenchmarkError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
-            if not isinstance(rows, list):
-                raise BenchmarkError(f"{path}: expected a JSON list of rows")
-            return rows
-        rows = []
-        for line in text.splitlines():
-            if not line.strip():
-                self.ledger.count_skipped("blank_line")
-                continue
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                rows.append(BadRow("invalid_json"))
-        return rows
-
     def _read(self, root: Path) -> Iterator[Record]:
         return self._records(self._annotation(root))
 
     def _records(self, path: Path) -> Iterator[Record]:
         return unique_records(
-            self._rows(path), self._record, self.ledger, duplicate_reason="duplicate_index"
+            release_rows(path, self.ledger),
+            self._record,
+            self.ledger,
+            duplicate_reason="duplicate_index",
         )
 
     def _record(self, row: Any) -> Record:
@@ -144,32 +168,13 @@ class XLRSBenchLite(Benchmark):
             raise BadRow("no_answer_letters") from None
         category = str(row["category"])
         prompt = xlrs_prompt(str(row["question"]), options, category)
-        try:
-            return Record(
-                id=f"xlrs-{row['index']}",
-                task="mcq",
-                source="xlrs-bench-lite",
-                split="test",
-                images=[ImageRef(path=p) for p in images],
-                messages=[
-                    Message(
-                        role="user",
-                        content=[
-                            *(ImagePart(index=i) for i in range(len(images))),
-                            TextPart(text=prompt),
-                        ],
-                    ),
-                    Message(role="assistant", content="".join(sorted(letters))),
-                ],
-                meta={
-                    "index": row["index"],
-                    "category": category,
-                    "l2_category": row.get("l2-category"),
-                    "options": list(options),
-                },
-            )
-        except ValidationError as e:
-            raise BadRow(str(primary_error(e)["type"])) from None
+        meta = {
+            "index": row["index"],
+            "category": category,
+            "l2_category": row.get("l2-category"),
+            "options": list(options),
+        }
+        return mcq_record(f"xlrs-{row['index']}", "xlrs-bench-lite", images, prompt, letters, meta)
 
     def _item(self, record: Record, prediction: str | None) -> float | None:
         r = score_xlrs(
