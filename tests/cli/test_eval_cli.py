@@ -4,6 +4,9 @@ what to do."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +64,31 @@ def test_eval_writes_reports_and_resumes(setup: tuple[Path, Path], tmp_path: Pat
     assert second.exit_code == 0, second.output
     row = next(line for line in second.output.splitlines() if "synth_chips" in line)
     assert [c.strip() for c in row.split("│")[5:7]] == ["0", "4"]  # generated 0, cached 4
+
+
+def test_two_real_processes_shard_the_examples_and_merge(
+    setup: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``torchrun`` starts two processes (gloo on CPU): each answers every 2nd example
+    into its own shard, and the main one merges and scores after the barrier."""
+    data, run = setup
+    torchrun = Path(sys.executable).with_name("torchrun")
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "earthvlm.cli.main",
+           "eval", "--model", str(run), "--bench", "synth_chips", "--data", str(data),
+           "--out", str(tmp_path), "--limit", "6", "--batch-size", "2",
+           "--max-new-tokens", "2"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    folder = tmp_path / "synth_chips"
+    shards = [
+        [json.loads(line)["id"] for line in (folder / "shards" / f"rank-{r:03d}.jsonl").open()]
+        for r in (0, 1)
+    ]
+    merged = [json.loads(line)["id"] for line in (folder / "predictions.jsonl").open()]
+    assert len(merged) == 6 and shards == [merged[0::2], merged[1::2]]
+    scores = json.loads((folder / "scores.json").read_text())
+    assert scores["result"]["n"] == 6 and (folder / "COMPLETE").is_file()
 
 
 def test_default_output_folder_is_beside_the_run(setup: tuple[Path, Path]) -> None:

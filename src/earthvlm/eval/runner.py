@@ -18,7 +18,9 @@ one :class:`~earthvlm.eval.benchmarks.Benchmark` and scores the answers:
   (checkpoint, benchmark version and options, ``max_new_tokens``, greedy decoding): a
   rerun with a different setup is refused rather than mixed.
 * **Processes.** Under ``accelerate launch`` (or ``torchrun``; without CUDA the processes
-  share the CPU over gloo) process *i* of *k* takes every *k*-th example
+  share the CPU over gloo, and ``torchrun --nproc_per_node k`` is the launcher: ``accelerate
+  launch --cpu`` starts one process without an mpirun hostfile) process *i* of *k* takes
+  every *k*-th example
   (``records[i::k]``) and writes its own shard; after a barrier the main process merges
   the shards, scores and writes the reports. On one process (CPU included) the same code
   runs with *k* = 1. The number of processes may change between resumed runs.
