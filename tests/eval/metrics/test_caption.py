@@ -138,7 +138,7 @@ def test_simplified_meteor_by_hand() -> None:
 def test_score_captions_counts_missing_captions() -> None:
     preds = ["The cat sat on the mat.", None, "A plane."]
     refs = [["The cat is on the mat."], ["A harbor with boats."], []]
-    res = score_captions(preds, refs)
+    res = score_captions(preds, refs, with_meteor=False)
     assert res.n == 2  # the third image has no references: skipped
     assert res.ledger.ok == 1 and res.ledger.failed["missing caption"] == 1
     assert res.ledger.skipped["no reference captions"] == 1
@@ -147,8 +147,29 @@ def test_score_captions_counts_missing_captions() -> None:
     assert res.bleu[0] == pytest.approx((5 + TINY) / (6 + SMALL) * math.exp(1 - 10 / 6))
     d = res.to_dict()
     assert set(d) >= {"bleu_4", "rouge_l", "cider_d", "meteor_exact_simplified"}
-    assert "meteor" not in d  # the simplified score is never reported under METEOR's name
+    assert d["meteor"] is None  # the simplified score is never reported under METEOR's name
     json.dumps(d, allow_nan=False)
+
+
+def test_meteor_matches_stems_and_wordnet_synonyms_by_hand() -> None:
+    from earthvlm.eval.metrics import meteor
+    from earthvlm.eval.metrics.text import WordNetUnavailableError, wordnet_synsets
+
+    try:
+        wordnet_synsets()
+    except WordNetUnavailableError as e:
+        pytest.skip(f"WordNet not installed here (run `earthvlm wordnet`): {e}")
+    # "plane" ~ "airplane" (one WordNet synset), "ships" ~ "ship" (Porter stem): all three
+    # words align in one chunk -> Fmean 1, penalty 0.5 * (1/3)^3
+    hyp, ref = t("two ships plane"), t("two ship airplane")
+    assert meteor([hyp], [[ref]]) == pytest.approx(1 - 0.5 / 27)
+    assert meteor_exact_sentence(hyp, ref) < 0.5  # exact matching finds "two" only
+    # no stage matches "cat" to "harbor": 1 of 2 words, Fmean = 0.5, one chunk
+    f = 0.5 * 0.5 / (0.9 * 0.5 + 0.1 * 0.5)
+    assert meteor([t("a cat")], [[t("a harbor")]]) == pytest.approx(f * (1 - 0.5 * 1**3))
+    res = score_captions(["Two ships, plane."], [["two ship airplane"]], with_meteor=True)
+    assert res.meteor == pytest.approx(1 - 0.5 / 27)
+    assert res.to_dict()["meteor"] == pytest.approx(1 - 0.5 / 27)
 
 
 def test_caption_input_checks() -> None:

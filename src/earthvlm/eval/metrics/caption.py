@@ -1,4 +1,4 @@
-"""Caption metrics without Java: BLEU-1..4, ROUGE-L, CIDEr-D, and a simplified METEOR.
+"""Caption metrics without Java: BLEU-1..4, ROUGE-L, CIDEr-D, METEOR (nltk) and a simplified one.
 
 Each follows coco-caption (pycocoevalcap) as closely as pure Python allows:
 
@@ -20,6 +20,16 @@ Each follows coco-caption (pycocoevalcap) as closely as pure Python allows:
   exp(-delta^2 / (2 x 6^2)) where delta is the length difference (counted, as
   coco-caption does, in bigrams); mean over n and references, x 10. It needs a corpus:
   one image gives idf 0 and a score of 0, as in coco-caption.
+* **METEOR** (:func:`meteor`): unigram alignment in METEOR 1.0's three stages, exact
+  tokens, then Porter stems, then WordNet 3.0 synonyms, each stage on the tokens left by
+  the one before and aligning longest common runs first (METEOR searches for the
+  maximum alignment with fewest chunks; the greedy runs agree on almost all captions);
+  alpha 0.9, beta 3, gamma 0.5; the best reference per caption, the mean over captions.
+  No paraphrase table or function-word weights (METEOR 1.5's Java release), so it is
+  not METEOR 1.5 either. Not nltk's ``meteor_score``: that one compares *stems* in its
+  synonym stage, so "plane" never matches "airplane". It needs nltk and WordNet
+  (``earthvlm wordnet``); without them :func:`score_captions` leaves it out (``meteor``
+  None) unless asked for it.
 * **METEOR, simplified** (:func:`meteor_exact_simplified`): *not* METEOR 1.5 (no
   stems, synonyms, paraphrases, function-word weights). Exact unigram matches aligned
   by longest common runs first; P, R; Fmean = P R / (alpha P + (1 - alpha) R);
@@ -33,11 +43,12 @@ precision (checked on random corpora; the check needs that package, so it is not
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,20 +217,30 @@ def cider_d(hyps: Sequence[Tokens], refs: Sequence[Sequence[Tokens]], n: int = 4
     return math.fsum(per) / len(per)
 
 
-def _align(hyp: Tokens, ref: Tokens) -> list[tuple[int, int]]:
-    """Exact unigram alignment, longest common run of unaligned tokens first (ties: the
-    earliest in the hypothesis, then in the reference), until no token matches."""
-    free_h = [True] * len(hyp)
-    free_r = [True] * len(ref)
+def _align(
+    hyp: Tokens,
+    ref: Tokens,
+    same: Callable[[int, int], bool] | None = None,
+    free: tuple[list[bool], list[bool]] | None = None,
+) -> list[tuple[int, int]]:
+    """Unigram alignment, longest common run of unaligned tokens first (ties: the
+    earliest in the hypothesis, then in the reference), until no token matches.
+
+    ``same(i, j)`` says whether ``hyp[i]`` matches ``ref[j]`` (default: equal tokens);
+    ``free`` holds the hypothesis and reference tokens still unaligned (updated in
+    place, so later stages continue from it).
+    """
+    same = same or (lambda i, j: hyp[i] == ref[j])
+    free_h, free_r = free or ([True] * len(hyp), [True] * len(ref))
     pairs: list[tuple[int, int]] = []
     while True:
         best = (0, 0, 0)  # length, hyp end, ref end
         prev = [0] * (len(ref) + 1)
-        for i, h in enumerate(hyp):
+        for i in range(len(hyp)):
             cur = [0] * (len(ref) + 1)
             if free_h[i]:
-                for j, r in enumerate(ref):
-                    if free_r[j] and h == r:
+                for j in range(len(ref)):
+                    if free_r[j] and same(i, j):
                         cur[j + 1] = prev[j] + 1
                         if cur[j + 1] > best[0]:
                             best = (cur[j + 1], i, j)
@@ -232,6 +253,22 @@ def _align(hyp: Tokens, ref: Tokens) -> list[tuple[int, int]]:
             pairs.append((i - d, j - d))
 
 
+def _meteor_score(
+    pairs: Sequence[tuple[int, int]], n_hyp: int, n_ref: int, alpha: float, beta: float,
+    gamma: float,
+) -> float:  # fmt: skip
+    """Fmean x (1 - penalty) of an alignment (``pairs`` sorted by hypothesis index)."""
+    m = len(pairs)
+    if m == 0:
+        return 0.0
+    p, r = m / n_hyp, m / n_ref
+    fmean = p * r / (alpha * p + (1 - alpha) * r)
+    chunks = 1 + sum(
+        1 for (h0, r0), (h1, r1) in itertools.pairwise(pairs) if h1 != h0 + 1 or r1 != r0 + 1
+    )
+    return fmean * (1.0 - gamma * (chunks / m) ** beta)
+
+
 def meteor_exact_sentence(
     hyp: Tokens,
     ref: Tokens,
@@ -241,16 +278,7 @@ def meteor_exact_sentence(
     gamma: float = METEOR_GAMMA,
 ) -> float:
     """Simplified METEOR of one caption against one reference (exact matches only)."""
-    pairs = _align(hyp, ref)
-    m = len(pairs)
-    if m == 0:
-        return 0.0
-    p, r = m / len(hyp), m / len(ref)
-    fmean = p * r / (alpha * p + (1 - alpha) * r)
-    chunks = 1 + sum(
-        1 for (h0, r0), (h1, r1) in itertools.pairwise(pairs) if h1 != h0 + 1 or r1 != r0 + 1
-    )
-    return fmean * (1.0 - gamma * (chunks / m) ** beta)
+    return _meteor_score(_align(hyp, ref), len(hyp), len(ref), alpha, beta, gamma)
 
 
 def meteor_exact_simplified(hyps: Sequence[Tokens], refs: Sequence[Sequence[Tokens]]) -> float:
@@ -260,6 +288,70 @@ def meteor_exact_simplified(hyps: Sequence[Tokens], refs: Sequence[Sequence[Toke
     """
     _check_corpus(hyps, refs)
     per = [max(meteor_exact_sentence(h, r) for r in rs) for h, rs in zip(hyps, refs, strict=True)]
+    return math.fsum(per) / len(per)
+
+
+def meteor_sentence(
+    hyp: Tokens,
+    ref: Tokens,
+    *,
+    stem: Callable[[str], str],
+    synonyms: Callable[[str], set[str]],
+    alpha: float = METEOR_ALPHA,
+    beta: float = METEOR_BETA,
+    gamma: float = METEOR_GAMMA,
+) -> float:
+    """METEOR of one caption against one reference, matched in three stages.
+
+    Exact tokens first, then equal stems among the tokens left, then synonyms
+    (``ref[j] in synonyms(hyp[i])``) among those still left; each stage aligns longest
+    common runs first. The surface words are compared in the synonym stage (nltk's
+    ``meteor_score`` compares stems there, so "plane" never meets "airplane").
+    """
+    free = ([True] * len(hyp), [True] * len(ref))
+    pairs = _align(hyp, ref, None, free)
+    stems_h, stems_r = [stem(w) for w in hyp], [stem(w) for w in ref]
+    pairs += _align(hyp, ref, lambda i, j: stems_h[i] == stems_r[j], free)
+    syn = [synonyms(w) if free[0][i] else set() for i, w in enumerate(hyp)]
+    pairs += _align(hyp, ref, lambda i, j: ref[j] in syn[i], free)
+    return _meteor_score(sorted(pairs), len(hyp), len(ref), alpha, beta, gamma)
+
+
+def meteor(
+    hyps: Sequence[Tokens], refs: Sequence[Sequence[Tokens]], *, data_dir: str | None = None
+) -> float:
+    """METEOR (exact, Porter-stem and WordNet-synonym stages), mean over captions of the
+    best reference.
+
+    Stems from nltk's ``PorterStemmer``; synonyms are the single-word lemma names of
+    every WordNet 3.0 synset of the word (METEOR 1.0's synonymy module).
+
+    Args:
+        hyps: Tokenised captions (:func:`ptb_tokenize`).
+        refs: Tokenised references per caption.
+        data_dir: A folder holding ``corpora/wordnet`` (else nltk's search path).
+
+    Raises:
+        WordNetUnavailableError: If nltk or WordNet is not installed (nothing is
+            downloaded).
+    """
+    from earthvlm.eval.metrics.text import wordnet_synsets
+
+    _check_corpus(hyps, refs)
+    synsets = wordnet_synsets(data_dir)  # raises with install steps if missing
+    from nltk.stem.porter import PorterStemmer
+
+    stem = functools.cache(PorterStemmer().stem)
+
+    @functools.cache
+    def synonyms(word: str) -> set[str]:
+        names = {ln for s in synsets(word) for ln in s.lemma_names() if "_" not in ln}
+        return {n.lower() for n in names} | {word}
+
+    per = [
+        max(meteor_sentence(h, r, stem=stem, synonyms=synonyms) for r in rs)
+        for h, rs in zip(hyps, refs, strict=True)
+    ]
     return math.fsum(per) / len(per)
 
 
@@ -275,6 +367,8 @@ class CaptionResult:
         n: Captions scored.
         ledger: ``ok`` = a caption was given; ``failed`` = missing or empty (scored as
             an empty caption); ``skipped`` = no reference captions.
+        meteor: METEOR with stems and WordNet synonyms (:func:`meteor`); None when it
+            was not computed (WordNet not installed).
     """
 
     bleu: tuple[float, ...]
@@ -283,6 +377,7 @@ class CaptionResult:
     meteor_exact_simplified: float
     n: int
     ledger: Ledger
+    meteor: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -292,19 +387,25 @@ class CaptionResult:
             "rouge_l": json_float(self.rouge_l),
             "cider_d": json_float(self.cider_d),
             "meteor_exact_simplified": json_float(self.meteor_exact_simplified),
+            "meteor": None if self.meteor is None else json_float(self.meteor),
             "ledger": self.ledger.to_dict(),
         }
 
 
 def score_captions(
-    predictions: Sequence[str | None], references: Sequence[Sequence[str]]
+    predictions: Sequence[str | None],
+    references: Sequence[Sequence[str]],
+    *,
+    with_meteor: bool | None = None,
 ) -> CaptionResult:
-    """BLEU-1..4, ROUGE-L, CIDEr-D and simplified METEOR of captions.
+    """BLEU-1..4, ROUGE-L, CIDEr-D, METEOR and simplified METEOR of captions.
 
     Args:
         predictions: One caption per image (None for a missing one: scored as empty).
         references: Reference captions per image (an image without any is skipped and
             counted).
+        with_meteor: METEOR through nltk + WordNet: ``None`` computes it when WordNet is
+            installed, ``True`` requires it, ``False`` leaves it out.
 
     Returns:
         The :class:`CaptionResult`.
@@ -339,6 +440,15 @@ def score_captions(
         refs.append([ptb_tokenize(r) for r in rs if r.strip()])
     if not hyps:
         raise ValueError("no image has reference captions; nothing to score")
+    full: float | None = None
+    if with_meteor is not False:
+        from earthvlm.eval.metrics.text import WordNetUnavailableError
+
+        try:
+            full = meteor(hyps, refs)
+        except WordNetUnavailableError:
+            if with_meteor:
+                raise
     return CaptionResult(
         tuple(bleu(hyps, refs, 4)),
         rouge_l(hyps, refs),
@@ -346,4 +456,5 @@ def score_captions(
         meteor_exact_simplified(hyps, refs),
         len(hyps),
         ledger,
+        full,
     )
