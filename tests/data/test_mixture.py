@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,9 @@ from earthvlm.data.mixture import (
     mixture_from_dict,
 )
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart
+from earthvlm.errors import SamplerError
+from earthvlm.scale.gsd import GSD, GSDKind
+from earthvlm.scale.tiers import tier_of
 
 REPO = Path(__file__).resolve().parents[2]
 #: Standard errors allowed between a subset's count and its expectation. A fixed seed
@@ -277,3 +281,32 @@ def test_batches_of_flat_indices_follow_the_plan() -> None:
     assert [list(b) for b in MixtureBatches(m, 8)] == got  # same epoch, same batches
     with pytest.raises(ValueError, match=r"fewer than one batch of 64"):
         MixtureBatches(m, 64)
+
+
+def test_balanced_batches_keep_the_exact_share_and_bins_over_the_draws() -> None:
+    # "aerial" records carry exact GSDs in two tiers; "sat" ones only a range or nothing
+    sizes = {"aerial": 40, "sat": 60}
+    m = _mixture({"aerial": 1.0, "sat": 1.0}, sizes, epoch_size=96, seed=3)
+    gsds = [GSD.exact(0.3 if i % 2 else 2.0) for i in range(40)]
+    gsds += [GSD.range(5.0, 15.0) if i % 3 else GSD.unknown("no metadata") for i in range(60)]
+    batches = MixtureBatches(m, 8, gsds=gsds, exact_share=0.25, min_bins=2, seed=1)
+    batches.set_epoch(1)
+    got = list(batches)
+    assert len(got) == len(batches) == 12 and all(len(b) == 8 for b in got)
+    drawn = Counter(m.flat_plan().tolist())
+    for b in got:
+        assert sum(gsds[i].kind is GSDKind.EXACT for i in b) == 2  # 0.25 x 8
+        bins = {tier_of(gsds[i]) for i in b} - {None}
+        assert len(bins) >= 2
+        assert all(i in drawn for i in b)  # only the epoch's draws are used
+    # exact slots follow the draws of exact records: no exact record repeats before
+    # every exact draw of the epoch is used (24 exact slots, ~48 exact draws)
+    exact_used = [i for b in got for i in b if gsds[i].kind is GSDKind.EXACT]
+    assert len(exact_used) == 24
+    assert all(Counter(exact_used)[i] <= drawn[i] for i in exact_used)
+    assert [list(b) for b in MixtureBatches(m, 8, gsds=gsds, seed=1)] == got  # seeded
+    assert list(MixtureBatches(m, 8, gsds=gsds, seed=2)) != got
+    with pytest.raises(ValueError, match="one per record"):
+        MixtureBatches(m, 8, gsds=gsds[:10])
+    with pytest.raises(SamplerError, match="has none"):  # no exact record was drawn
+        MixtureBatches(m, 8, gsds=[GSD.unknown("x")] * 100)

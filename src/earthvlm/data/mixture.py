@@ -59,8 +59,11 @@ import yaml
 from earthvlm.data.jsonl import read_records
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.record import Record
+from earthvlm.data.sampler import BalancedScaleSampler
 from earthvlm.errors import EarthVLMError
 from earthvlm.io import atomic_write_text
+from earthvlm.scale.gsd import GSD
+from earthvlm.scale.tiers import DEFAULT_TIERS, TierScheme
 
 _SUBSET_FIELDS = ("name", "records", "root", "weight", "repeat", "subsample")
 _MIXTURE_FIELDS = ("subsets", "seed", "epoch_size", "root", "schedule")
@@ -579,11 +582,47 @@ class MixtureBatches:
     """A mixture's draws cut into batches of indices into :meth:`Mixture.records`.
 
     The interface of the training batch samplers (``set_epoch``, ``len``, iteration over
-    index lists): the mixture's epoch order in consecutive batches, the last partial
-    batch dropped. ``set_epoch`` moves the mixture to that epoch too.
+    index lists). ``set_epoch`` moves the mixture to that epoch too.
+
+    Without ``gsds``: the mixture's epoch order in consecutive batches, the last partial
+    batch dropped. With ``gsds`` (one GSD per record of :meth:`Mixture.records`), the
+    batches also meet the balanced GSD sampler's constraints (ScaleEarth App. C: an
+    exact-GSD share per batch and ``min_bins`` distinct scale bins,
+    :class:`~earthvlm.data.sampler.BalancedScaleSampler`) over the epoch's draws: the
+    exact slots of each batch are filled from the draws of exact-GSD records, the other
+    slots from the rest, each in a seeded order. So the weights decide the mix *within*
+    the exact and the non-exact draws, and the constraint decides the share between them:
+    where the draws' exact share differs from ``exact_share``, the smaller side's draws
+    are reused (in a new order) before the larger side's are used up. The per-batch
+    constraint wins over the weights by design; the run's counts record what was drawn.
+
+    Args:
+        mixture: The mixture.
+        batch_size: Samples per batch.
+        gsds: The GSD of each record of :meth:`Mixture.records`, to balance batches.
+        exact_share: Exact-GSD share per batch (with ``gsds``).
+        min_bins: Distinct scale bins per batch (with ``gsds``).
+        seed: Seed of the balanced order (with ``gsds``; the draws use the mixture's).
+        tiers: The tier scheme that defines the scale bins (default: ScaleEarth's).
+
+    Raises:
+        ValueError: If an epoch draws fewer samples than one batch, or ``gsds`` does not
+            give one GSD per record.
+        SamplerError: If the first epoch's draws cannot meet the constraints (the
+            message says what is missing).
     """
 
-    def __init__(self, mixture: Mixture, batch_size: int) -> None:
+    def __init__(
+        self,
+        mixture: Mixture,
+        batch_size: int,
+        *,
+        gsds: Sequence[GSD] | None = None,
+        exact_share: float = 0.25,
+        min_bins: int = 2,
+        seed: int = 0,
+        tiers: TierScheme = DEFAULT_TIERS,
+    ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size={batch_size!r}: must be an integer >= 1")
         if len(mixture) < batch_size:
@@ -591,7 +630,30 @@ class MixtureBatches:
                 f"the mixture draws {len(mixture)} samples per epoch, fewer than one batch of "
                 f"{batch_size}; raise epoch_size or lower the batch size"
             )
+        if gsds is not None and len(gsds) != len(mixture.records()):
+            raise ValueError(
+                f"gsds holds {len(gsds)} GSDs for the mixture's {len(mixture.records())} "
+                "records; give one per record of Mixture.records()"
+            )
         self.mixture, self.batch_size = mixture, batch_size
+        self.gsds = list(gsds) if gsds is not None else None
+        self.exact_share, self.min_bins, self.seed, self.tiers = exact_share, min_bins, seed, tiers
+        if self.gsds is not None:
+            self._balanced(mixture.flat_plan())  # fail now, not at the first epoch's end
+
+    def _balanced(self, flat: np.ndarray) -> BalancedScaleSampler:
+        assert self.gsds is not None
+        sampler = BalancedScaleSampler(
+            [self.gsds[k] for k in flat.tolist()],
+            self.batch_size,
+            exact_share=self.exact_share,
+            min_bins=self.min_bins,
+            num_batches=len(self),
+            seed=self.seed,
+            tiers=self.tiers,
+        )
+        sampler.set_epoch(self.mixture.epoch)
+        return sampler
 
     def set_epoch(self, epoch: int) -> None:
         self.mixture.set_epoch(epoch)
@@ -601,8 +663,12 @@ class MixtureBatches:
 
     def __iter__(self) -> Iterator[list[int]]:
         flat = self.mixture.flat_plan()
-        for i in range(len(self)):
-            yield flat[i * self.batch_size : (i + 1) * self.batch_size].tolist()
+        if self.gsds is None:
+            for i in range(len(self)):
+                yield flat[i * self.batch_size : (i + 1) * self.batch_size].tolist()
+            return
+        for positions in self._balanced(flat):
+            yield flat[positions].tolist()
 
 
 __all__ = [
