@@ -19,8 +19,9 @@ Where this departs from the reference release (``notes/hf-stack.md``):
   written): each resized image gets a *resize instruction* in ``meta["resize"]``
   (``{"image": i, "source_wh": [w, h], "wh": [w', h']}``) and its ``ImageRef`` the new
   size; whatever decodes the file must apply it with :func:`apply_resize`, which checks
-  that the file is the size the instruction was made for. Random resize is therefore
-  off by default: turn it on once the collator applies the instruction.
+  that the file is the size the instruction was made for. The collator does
+  (:class:`~earthvlm.data.collate.Collator`; a file of another size is refused as
+  ``stale_resize``). Random resize is off by default, like every augmentation.
 
 What is left alone, and counted as skipped with a reason (:attr:`Augmenter.counts`):
 multi-turn conversations (templates), prompts that match none of the task's templates
@@ -205,7 +206,7 @@ class AugmentConfig:
     json_prob: float = 0.5
     """Probability of the JSON style when ``switch_style`` is on."""
     resize: bool = False
-    """Random resize (needs the collator to apply ``meta["resize"]``: see the module)."""
+    """Random resize (the collator applies ``meta["resize"]``: see the module)."""
     resize_prob: float = 0.5
     """Probability that a record is resized when ``resize`` is on."""
     resize_area_ratio: tuple[float, float] = (0.25, 2.0)
