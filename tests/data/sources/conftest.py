@@ -29,6 +29,27 @@ def load_generators() -> ModuleType:
     return sys.modules[_NAME]
 
 
+def load_benchmark_generators() -> ModuleType:
+    """The benchmark tests' fixture generators (``tests/eval/benchmarks/fixtures.py``), for
+    the sources whose format a benchmark also reads (one generator per format)."""
+    name = "earthvlm_benchmark_fixtures"
+    if name not in sys.modules:
+        path = Path(__file__).parents[2] / "eval" / "benchmarks" / "fixtures.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def bench_gen() -> ModuleType:
+    """The benchmark tests' fixture generators."""
+    return load_benchmark_generators()
+
+
 @pytest.fixture(scope="session")
 def gen() -> ModuleType:
     """The fixture generators (``gen.write_dota(path)``, ``gen.png(path, w, h)``, ...)."""
@@ -83,3 +104,13 @@ def llava_root(tmp_path: Path, gen: ModuleType) -> Path:
 @pytest.fixture
 def lrs_vqa_root(tmp_path: Path, gen: ModuleType) -> Path:
     return gen.write_lrs_vqa(tmp_path / "lrs-vqa")
+
+
+@pytest.fixture
+def earthmind_root(tmp_path: Path, gen: ModuleType) -> Path:
+    return gen.write_earthmind(tmp_path / "earthmind")
+
+
+@pytest.fixture
+def vrsbench_root(tmp_path: Path, gen: ModuleType) -> Path:
+    return gen.write_vrsbench(tmp_path / "vrsbench")

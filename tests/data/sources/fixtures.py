@@ -35,6 +35,13 @@ def png(path: Path, w: int, h: int, seed: int = 0) -> Path:
     return path
 
 
+def grey_png(path: Path, w: int, h: int, seed: int = 0) -> Path:
+    """A tiny single-band (``L``) PNG, as SAR backscatter quicklooks are stored."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(_pixels(w, h, seed)[..., 0]).save(path, format="PNG")
+    return path
+
+
 def jpeg(path: Path, w: int, h: int, seed: int = 0) -> Path:
     """A tiny RGB JPEG."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -467,6 +474,148 @@ def write_lrs_vqa(root: Path) -> Path:
     return root
 
 
+# -- EarthMind-Bench -----------------------------------------------------------------------
+
+
+def coco_rle_string(counts: list[int]) -> str:
+    """COCO's compressed RLE string of run lengths (``maskApi.c``'s ``rleToString``)."""
+    out = []
+    for i, run in enumerate(counts):
+        x = run - counts[i - 2] if i > 2 else run
+        more = True
+        while more:
+            c = x & 0x1F
+            x >>= 5
+            more = x != -1 if c & 0x10 else x != 0
+            out.append(chr((c | 0x20 if more else c) + 48))
+    return "".join(out)
+
+
+def plain_pickle(path: Path, obj: Any) -> Path:
+    """A pickle of plain data (the REFER ``refs(unc).p`` form)."""
+    import pickle
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+    return path
+
+
+#: The segmentation fixture's RLE mask of ann 51: a 6 x 8 image, column 6 rows 2-4.
+EARTHMIND_RLE_COUNTS = [6 * 6 + 2, 3, 1 + 6]
+
+
+def write_earthmind(root: Path) -> Path:
+    """EarthMind-Bench as released: ``formal_data_test/*.json``, ``{rgb,sar}/img/*.png``
+    (SAR as single-band PNGs), and the REFER segmentation folder ``Refer_Segm/sarnew/``.
+
+    ``object_existence_all_unmatched.json``: 0 lettered candidates, answer ``A``; 1 plain
+    candidates, answer ``No``; 2 an answer that is no candidate; 3 no question.
+    ``object_counting_all_unmatched.json``: 0 answer written as the candidate; 1 an image
+    that is missing. ``Navigation_all_unmatched.json``: 0 an open question (route
+    planning). ``caption_all_unmatched.json``: 0 a caption without a ``candidate`` key;
+    1 a string, not an object. Segmentation: image 5 (8 x 6); ref 1 (two sentences, a
+    polygon covering 4 x 3 pixels), ref 2 (a compressed RLE, 3 pixels), ref 3 (train
+    split), ref 4 (an ann_id that does not exist).
+    """
+    for stem, seed in (("0001", 1), ("0002", 2)):
+        png(root / "rgb" / "img" / f"{stem}.png", 16, 12, seed)
+        grey_png(root / "sar" / "img" / f"{stem}.png", 16, 12, seed + 10)
+    ann = root / "formal_data_test"
+    _json(ann / "object_existence_all_unmatched.json", [
+        {"file_name": "0001.json", "question": "Is there a bridge in the image?",
+         "candidate": ["A. Yes", "B. No"], "answer": "A", "task_type": "object existence"},
+        {"file_name": "0002.json", "question": "Is there a ship?", "candidate": ["Yes", "No"],
+         "answer": "No", "task_type": "object existence"},
+        {"file_name": "0002.json", "question": "Is there a dam?", "candidate": ["Yes", "No"],
+         "answer": "Maybe", "task_type": "object existence"},
+        {"file_name": "0001.json", "candidate": ["Yes", "No"], "answer": "Yes",
+         "task_type": "object existence"},
+    ])  # fmt: skip
+    _json(ann / "object_counting_all_unmatched.json", [
+        {"file_name": "0001.json", "question": "How many buildings are there?",
+         "candidate": ["A. 2", "B. 3", "C. 4"], "answer": "B. 3", "task_type": "object counting"},
+        {"file_name": "0009.json", "question": "How many ships?", "candidate": ["1", "2"],
+         "answer": "2", "task_type": "object counting"},
+    ])  # fmt: skip
+    _json(ann / "Navigation_all_unmatched.json", [
+        {"file_name": "0002.json", "question": "Plan a route from the port to the bridge.",
+         "candidate": [], "answer": "Follow the river road north.", "task_type": "Navigation"},
+    ])  # fmt: skip
+    _json(ann / "caption_all_unmatched.json", [
+        {"file_name": "0001.json", "question": "Describe the image.",
+         "answer": "A bridge crosses a river between fields.", "task_type": "caption"},
+        "not a row",
+    ])  # fmt: skip
+    seg = root / "Refer_Segm" / "sarnew"
+    png(seg / "rgb" / "0005.png", 8, 6, 5)
+    grey_png(seg / "sar" / "0005.png", 8, 6, 6)
+    _json(seg / "instances.json", {
+        "images": [{"id": 5, "file_name": "0005.png", "height": 6, "width": 8}],
+        "annotations": [
+            {"id": 50, "image_id": 5, "segmentation": [[1, 1, 5, 1, 5, 4, 1, 4]]},
+            {"id": 51, "image_id": 5,
+             "segmentation": {"size": [6, 8], "counts": coco_rle_string(EARTHMIND_RLE_COUNTS)}},
+        ],
+    })  # fmt: skip
+    plain_pickle(seg / "refs(unc).p", [
+        {"ref_id": 1, "ann_id": 50, "image_id": 5, "split": "test",
+         "sentences": [{"sent": "the pond"}, {"sent": "the water body"}]},
+        {"ref_id": 2, "ann_id": 51, "image_id": 5, "split": "test",
+         "sentences": [{"sent": "the road"}]},
+        {"ref_id": 3, "ann_id": 50, "image_id": 5, "split": "train",
+         "sentences": [{"sent": "the pond"}]},
+        {"ref_id": 4, "ann_id": 99, "image_id": 5, "split": "test",
+         "sentences": [{"sent": "the lake"}]},
+    ])  # fmt: skip
+    return root
+
+
+# -- VRSBench -------------------------------------------------------------------------------
+
+
+def write_vrsbench(root: Path) -> Path:
+    """VRSBench evaluation files and ``Images_val/`` (two 20 x 10 PNGs).
+
+    ``VRSBench_EVAL_vqa.json``: 0 object quantity; 1 ``rural or urban`` (grouped as scene
+    type); 2 object color; 3 no type; 4 a missing image. ``VRSBench_EVAL_referring.json``:
+    0 a unique referral {<10><20><50><60>}; 1 a non-unique one (``is_unique``: 0);
+    2 an inverted box; 3 not an object. ``VRSBench_EVAL_Cap.json``: one caption.
+    """
+    png(root / "Images_val" / "P0001_0000.png", 20, 10, 1)
+    png(root / "Images_val" / "00011.png", 20, 10, 2)
+
+    def q(qid: int, image: str, question: str, gt: str, qtype: str | None) -> dict[str, Any]:
+        row = {"image_id": image, "question": question, "ground_truth": gt,
+               "dataset": "RSBench", "question_id": qid}  # fmt: skip
+        return row if qtype is None else {**row, "type": qtype}
+
+    _json(root / "VRSBench_EVAL_vqa.json", [
+        q(0, "P0001_0000.png", "How many ships are there?", "3", "object quantity"),
+        q(1, "P0001_0000.png", "Is this a rural or urban area?", "urban", "rural or urban"),
+        q(2, "00011.png", "What color is the roof?", "gray", "object color"),
+        q(3, "00011.png", "What is it?", "a dam", None),
+        q(4, "P9999_0000.png", "Is there a harbor?", "yes", "object existence"),
+    ])  # fmt: skip
+    ref = {"dataset": "RSBench", "type": "ref", "obj_ids": [0], "size_group": "medium"}
+    _json(root / "VRSBench_EVAL_referring.json", [
+        {**ref, "image_id": "P0001_0000.png", "question": "The ship at the top left.",
+         "ground_truth": "{<10><20><50><60>}", "question_id": 0, "unique": True,
+         "obj_cls": "ship", "obj_corner": [0.1, 0.2, 0.5, 0.2, 0.5, 0.6, 0.1, 0.6]},
+        {**ref, "image_id": "00011.png", "question": "A small vehicle.",
+         "ground_truth": "{<0><0><20><20>}", "question_id": 1, "is_unique": 0,
+         "obj_cls": "vehicle"},
+        {**ref, "image_id": "00011.png", "question": "The dam.",
+         "ground_truth": "{<50><50><40><60>}", "question_id": 2, "unique": True},
+        ["not", "an", "object"],
+    ])  # fmt: skip
+    _json(root / "VRSBench_EVAL_Cap.json", [
+        {"image_id": "00011.png", "ground_truth": "A dam holds back a reservoir.",
+         "question": "Describe the image in detail", "dataset": "RSBench", "question_id": 0,
+         "type": "caption"},
+    ])  # fmt: skip
+    return root
+
+
 # -- all -------------------------------------------------------------------------------------
 
 
@@ -483,6 +632,8 @@ def write_all(out: Path) -> dict[str, Path]:
         "vhm": write_vhm(out / "vhm"),
         "llava": write_llava(out / "llava"),
         "lrs-vqa": write_lrs_vqa(out / "lrs-vqa"),
+        "earthmind-bench": write_earthmind(out / "earthmind-bench"),
+        "vrsbench": write_vrsbench(out / "vrsbench"),
     }
 
 

@@ -31,7 +31,8 @@ from earthvlm.errors import GSDError
 def test_every_registered_name_imports_its_reader() -> None:
     assert set(list_sources()) >= {
         "dota", "coco", "rsvqa-lr", "rsvqa-hr", "patternnet", "class-folders", "refgeo",
-        "geochat", "vhm", "llava", "lrs-vqa",
+        "geochat", "vhm", "llava", "lrs-vqa", "earthmind-bench", "vrsbench",
+        "xlrs-bench-lite", "omniearth-bench", "lrs-gro",
     }  # fmt: skip
     for name in list_sources():
         cls = get_source(name)
@@ -152,6 +153,8 @@ CASES = [
     ("vhm", "write_vhm", {"annotations": "cls_ucm.json"}),
     ("llava", "write_llava", {"annotations": "chat.jsonl"}),
     ("lrs-vqa", "write_lrs_vqa", {}),
+    ("earthmind-bench", "write_earthmind", {"setting": "all"}),
+    ("vrsbench", "write_vrsbench", {"subset": "referring"}),
 ]
 
 

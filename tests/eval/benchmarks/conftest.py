@@ -33,6 +33,27 @@ def load_generators() -> ModuleType:
     return sys.modules[_NAME]
 
 
+def load_source_generators() -> ModuleType:
+    """The source readers' fixture generators (``tests/data/sources/fixtures.py``), for
+    the benchmarks read through a source reader (one generator per format)."""
+    name = "earthvlm_source_fixtures"
+    if name not in sys.modules:
+        path = Path(__file__).parents[2] / "data" / "sources" / "fixtures.py"
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+@pytest.fixture(scope="session")
+def source_gen() -> ModuleType:
+    """The source readers' fixture generators."""
+    return load_source_generators()
+
+
 @pytest.fixture(scope="session")
 def gen() -> ModuleType:
     """The fixture generators (and their expected rows)."""

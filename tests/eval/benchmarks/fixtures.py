@@ -287,20 +287,41 @@ LRS_GRO_ROWS: list[dict[str, Any]] = [
      "split": "test"},
     {"question_id": "T1", "image_name": "b.png", "category": "color",
      "question": "What colour is the tank?", "higher_level": "object",
-     "ground_truth": "grey", "bbox": [10, 10, 20, 20], "type": "object", "split": "train"},
+     "ground_truth": "grey", "bbox": [10, 10, 20, 20], "type": "object", "split": "RL"},
 ]  # fmt: skip
 
 
 def write_lrs_gro(root: Path) -> Path:
-    """``lrs_gro.jsonl`` with :data:`LRS_GRO_ROWS`, a blank line, a row of an unknown type
-    and a row whose box has its corners swapped; two tiny images under ``images/``."""
-    _image(root / "images" / "a.png", 32, 24, seed=500)
-    _image(root / "images" / "b.png", 24, 32, seed=501)
+    """``LRS-GRO.jsonl`` (the release's name) with :data:`LRS_GRO_ROWS`, a blank line, a row
+    of an unknown type and a row whose box has its corners swapped; two tiny images under
+    ``image/`` (where the release's inference reads them)."""
+    _image(root / "image" / "a.png", 32, 24, seed=500)
+    _image(root / "image" / "b.png", 24, 32, seed=501)
     bad_type = {**LRS_GRO_ROWS[0], "question_id": "X1", "type": "scene"}
     bad_box = {**LRS_GRO_ROWS[1], "question_id": "X2", "bbox": [400, 500, 100, 200]}
     rows = [json.dumps(r) for r in LRS_GRO_ROWS]
     lines = [*rows[:2], "", json.dumps(bad_type), *rows[2:4], json.dumps(bad_box), rows[4]]
-    (root / "lrs_gro.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    (root / "LRS-GRO.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def write_meter_ml_vhm(root: Path) -> Path:
+    """METER-ML's VHM evaluation split: ``cls_METER_ML.json`` (LLaVA rows whose
+    ``image_path`` names the folder) and ``cls_METER_ML/*.png``. Answers: ``CAFOs`` (a
+    folder name in other case), ``Coal Mines``, ``wastewater treatment plants`` and
+    ``volcano`` (no METER-ML class); one row names an image that is missing."""
+    for k in range(4):
+        _image(root / "cls_METER_ML" / f"{k}.png", 16, 16, seed=700 + k)
+    ask = "<image>\nClassify the image into one of the methane source categories."
+
+    def row(k: int, answer: str) -> dict[str, Any]:
+        return {"id": f"m{k}", "image": f"{k}.png", "image_path": "cls_METER_ML",
+                "conversations": [{"from": "human", "value": ask},
+                                  {"from": "gpt", "value": answer}]}  # fmt: skip
+
+    rows = [row(0, "CAFOs"), row(1, "Coal Mines"), row(2, "wastewater treatment plants"),
+            row(3, "volcano"), row(9, "Landfills")]  # fmt: skip
+    _json(root / "cls_METER_ML.json", rows)
     return root
 
 
@@ -317,6 +338,7 @@ def write_all(out: Path) -> dict[str, Path]:
         "dota": write_dota(out / "dota"),
         "lrs_vqa": write_lrs_vqa(out / "lrs_vqa"),
         "lrs_gro": write_lrs_gro(out / "lrs_gro"),
+        "meter_ml": write_meter_ml_vhm(out / "meter_ml"),
     }
 
 

@@ -19,10 +19,11 @@ from earthvlm.eval.benchmarks import (
     register_benchmark,
 )
 
-EXPECTED = ["aid", "dior_rsvg", "dota", "lrs_gro", "lrs_vqa", "meter_ml", "nwpu_resisc45",
-            "omniearth", "rsvg",
+EXPECTED = ["aid", "dior_rsvg", "dota", "earthmind", "lrs_gro", "lrs_vqa", "meter_ml",
+            "nwpu_resisc45", "omniearth", "rsvg",
             "rsvqa_hr", "rsvqa_lr", "synth_chips", "synth_detection", "synth_grounding",
-            "synth_vqa", "ucmerced", "whu_rs19", "xlrs_lite"]  # fmt: skip
+            "synth_vqa", "ucmerced", "vrsbench_grounding", "vrsbench_vqa", "whu_rs19",
+            "xlrs_lite"]  # fmt: skip
 
 
 def test_every_benchmark_is_registered_once_under_the_name_it_declares() -> None:
@@ -41,7 +42,7 @@ def test_unknown_names_and_options_suggest_the_near_ones() -> None:
         get_benchmark("synth_vq")
     with pytest.raises(BenchmarkError, match=r"did you mean lrs_vqa, rsvqa_lr, rsvqa_hr"):
         build_benchmark("rsvqa")
-    with pytest.raises(BenchmarkError, match=r"Known: aid, dior_rsvg, dota, lrs_gro"):
+    with pytest.raises(BenchmarkError, match=r"Known: aid, dior_rsvg, dota, earthmind, lrs_gro"):
         get_benchmark("mmlu")
     with pytest.raises(BenchmarkError, match=r"unknown option 'count_tol'; did you mean"):
         build_benchmark("synth_vqa", count_tol=1)

@@ -42,7 +42,7 @@ def test_rows_by_type_and_split(bench_data: dict[str, Path]) -> None:
     assert [bench.category(r) for r in recs] == ["global", "region", "object", "object"]
     assert bench.reference_box(recs[0]) is None
     assert bench.reference_box(recs[1]) == [100.0, 200.0, 400.0, 500.0]
-    assert recs[0].images[0].path == "images/a.png"
+    assert recs[0].images[0].path == "image/a.png"
     assert "<answer></answer>" in recs[0].messages[0].text()
     everything = build_benchmark("lrs_gro", wordnet=False)
     assert len(list(everything.examples(bench_data["lrs_gro"]))) == 5  # the train row too
@@ -83,7 +83,9 @@ def test_answer_extraction() -> None:
 
 
 def test_missing_rows_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(BenchmarkError, match=r"none of lrs_gro\.jsonl, lrs_gro\.json"):
+    with pytest.raises(
+        BenchmarkError, match=r"none of LRS-GRO\.jsonl, lrs_gro\.jsonl, lrs_gro\.json"
+    ):
         build_benchmark("lrs_gro", wordnet=False).examples(tmp_path)
     with pytest.raises(ValueError, match="box_grid_px=0"):
         build_benchmark("lrs_gro", wordnet=False, box_grid_px=0)

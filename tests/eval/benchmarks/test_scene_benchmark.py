@@ -70,3 +70,23 @@ def test_ucmerced_layout_and_missing_folder(bench_data: dict[str, Path], tmp_pat
     assert bench.score(recs, ["denseresidential", "tennis"]).item_scores == (1.0, 0.0)
     (tmp_path / "x.txt").write_text("", encoding="utf-8")
     assert list(build_benchmark("whu_rs19").examples(tmp_path)) == []
+
+
+def test_meter_ml_on_the_vhm_split(tmp_path: Path, gen) -> None:
+    root = gen.write_meter_ml_vhm(tmp_path / "meter")
+    bench = build_benchmark("meter_ml", vhm_json="cls_METER_ML.json")
+    recs = list(bench.examples(root))
+    assert [bench.reference(r) for r in recs] == [
+        "concentrated animal feeding operations",
+        "coal mines",
+        "wastewater treatment plants",
+    ]
+    assert recs[0].images[0].path == "cls_METER_ML/0.png" and recs[0].task == "classification"
+    assert recs[0].messages[0].text().startswith("Classify the scene")
+    assert dict(bench.ledger.failed) == {"unknown_class": 1, "missing_image": 1}
+    result = bench.score(recs, ["CAFOs", "Coal mine", "landfills"])
+    assert result.item_scores == (1.0, 0.0, 0.0)  # "Coal mine" names no class exactly
+    with pytest.raises(BenchmarkError, match=r"cls_METER_ML\.json"):
+        list(build_benchmark("meter_ml", vhm_json="cls_METER_ML.json").examples(tmp_path))
+    with pytest.raises(ValueError, match="give one of them"):
+        build_benchmark("meter_ml", vhm_json="x.json", split_file="t.txt")

@@ -51,6 +51,11 @@ for _name, _target in (
     ("vhm", "earthvlm.data.sources.llava:VHMConversations"),
     ("llava", "earthvlm.data.sources.llava:LLaVAConversations"),
     ("lrs-vqa", "earthvlm.data.sources.lrs_vqa:LRSVQA"),
+    ("earthmind-bench", "earthvlm.data.sources.earthmind:EarthMindBench"),
+    ("vrsbench", "earthvlm.data.sources.vrsbench:VRSBench"),
+    ("xlrs-bench-lite", "earthvlm.data.sources.xlrs:XLRSBenchLite"),
+    ("omniearth-bench", "earthvlm.data.sources.omniearth:OmniEarthBench"),
+    ("lrs-gro", "earthvlm.data.sources.lrs_gro:LRSGRO"),
 ):
     REGISTRY.register(_name, _target)
 

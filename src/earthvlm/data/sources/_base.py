@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import json
 import os
 import re
 import typing
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
@@ -368,6 +369,29 @@ class SourceReader:
                 f"{p}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
                 "re-download the file (it may be truncated)"
             ) from None
+
+    def _release_rows(self, names: Sequence[str], make: Callable[[Any], Record]) -> Iterator[Row]:
+        """The rows of the first of ``names`` found under the root: one per line of a
+        ``.jsonl`` file (blank lines skipped, broken ones failed), else one per item of a
+        JSON list; ``make`` builds a record from one row.
+
+        Raises:
+            SourceError: If none of the files exists, or a JSON file is not a list.
+        """
+        rel = next((n for n in names if (self._root / n).is_file()), None)
+        if rel is None:
+            raise SourceError(
+                f"{self._root}: none of {', '.join(names)} found; put the {self.name} rows "
+                "there (or name the file with the reader's option)"
+            )
+        if rel.endswith(".jsonl"):
+            yield from self._jsonl_rows(rel, lambda _line, obj: make(obj))
+            return
+        rows = self._load_json(rel)
+        if not isinstance(rows, list):
+            raise SourceError(f"{self._root / rel}: expected a JSON list of rows")
+        for i, row in enumerate(rows):
+            yield Row(rel, i, row, functools.partial(make, row))
 
     def _jsonl_rows(self, rel: str, make: Callable[[int, dict[str, Any]], Record]) -> Iterator[Row]:
         """One row per line of a JSONL file; blank lines skipped, broken lines failed."""

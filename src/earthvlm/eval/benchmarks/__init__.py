@@ -55,6 +55,9 @@ for _name, _target in (
     ("dota", "earthvlm.eval.benchmarks.dota:DOTADetection"),
     ("lrs_vqa", "earthvlm.eval.benchmarks.lrs_vqa:LRSVQABench"),
     ("lrs_gro", "earthvlm.eval.benchmarks.lrs_gro:LRSGROBench"),
+    ("earthmind", "earthvlm.eval.benchmarks.earthmind:EarthMindBenchmark"),
+    ("vrsbench_vqa", "earthvlm.eval.benchmarks.vrsbench:VRSBenchVQA"),
+    ("vrsbench_grounding", "earthvlm.eval.benchmarks.vrsbench:VRSBenchGrounding"),
 ):
     REGISTRY.register(_name, _target)
 

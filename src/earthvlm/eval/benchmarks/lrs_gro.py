@@ -1,15 +1,14 @@
 """``lrs_gro``: LRS-GRO (ZoomEarth), questions about large images with a region of interest.
 
-Reads the rows from a local folder (no download)::
+Reads the release's rows from a local folder (no download), checked by
+:func:`earthvlm.data.sources.lrs_gro.parse_lrs_gro_row` (the parser the training reader
+``lrs-gro`` shares; the layout and row fields are described there)::
 
     root/
-      lrs_gro.jsonl        one row per line (or lrs_gro.json: a list of rows)
-      images/<image_name>  the images
+      LRS-GRO.jsonl        one row per line (also read: lrs_gro.jsonl, lrs_gro.json)
+      image/<image_name>   the images (the release's inference reads ./image/)
 
-Row (formats.md): ``question_id``, ``image_name``, ``category``, ``question``,
-``higher_level``, ``ground_truth``, ``bbox`` ``[x1, y1, x2, y2]`` (``[]`` for global
-questions), ``type`` (``global`` / ``region`` / ``object``) and ``split``. Boxes live on a
-grid whose longer side is 1024 px.
+Boxes live on a grid whose longer side is 1024 px.
 
 The prompt asks for the region of interest as ``[x1, y1, x2, y2]`` on a grid whose longer
 side is :attr:`LRSGROBench.box_grid_px` (1024, the annotation grid; 512 for ZoomEarth's
@@ -20,6 +19,8 @@ global view: the box is rescaled to 1024 before scoring), then for a short answe
   ``<think>`` part and boxes (its last non-empty line); correct by the LRS-VQA rule
   (lower-case, trailing full stop stripped, equal or WordNet path similarity > 0.8; see
   :mod:`earthvlm.eval.benchmarks.lrs_vqa`). Accuracy overall (the headline) and by type.
+  The release's ``src/eval/eval.py`` lemmatises both words first and accepts a
+  similarity >= 0.8; the two rules can differ on a pair at exactly 0.8.
   The per-item score and the RL reward are the answer's correctness.
 * APO IoU: the mean IoU of the first box in the response against ``bbox`` over the rows
   that have one, a missing or invalid box scoring 0. There is no official script; this
@@ -28,7 +29,6 @@ global view: the box is rescaled to 1024 before scoring), then for a short answe
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +38,14 @@ from typing import Any, ClassVar
 from pydantic import ValidationError
 
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart, primary_error
+from earthvlm.data.sources._base import RowError
+from earthvlm.data.sources.lrs_gro import (
+    ANNOTATION_FILES,
+    GRID_PX,
+    TYPES,
+    lrs_gro_prompt,
+    parse_lrs_gro_row,
+)
 from earthvlm.eval.benchmarks.base import (
     BadRow,
     Benchmark,
@@ -49,25 +57,9 @@ from earthvlm.eval.benchmarks.lrs_vqa import synonym_provider
 from earthvlm.eval.metrics.grounding import parse_box, score_grounding
 from earthvlm.eval.metrics.text import SynsetProvider, score_open_ended
 
-#: Annotation files looked for under the root, in order.
-ANNOTATION_FILES = ("lrs_gro.jsonl", "lrs_gro.json")
-#: Question types, as the rows write them.
-TYPES = ("global", "region", "object")
-#: Longer side of the grid the release's boxes live on.
-GRID_PX = 1024
-
 _ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
 _THINK = re.compile(r"<think>.*?</think>", re.DOTALL | re.IGNORECASE)
 _BOXES = re.compile(r"\[[^\[\]]*\]|\{[^{}]*\}")
-
-
-def lrs_gro_prompt(question: str, grid_px: int = GRID_PX) -> str:
-    """The question, then the instruction to locate the region and answer briefly."""
-    return (
-        f"{question}\nFirst give the region of interest as [x1, y1, x2, y2] in pixels of "
-        f"the image resized so that its longer side is {grid_px}, then answer the question "
-        "using a single word or phrase inside <answer></answer>."
-    )
 
 
 def extract_answer(text: str | None) -> str | None:
@@ -83,22 +75,6 @@ def extract_answer(text: str | None) -> str | None:
     return lines[-1] if lines else ""
 
 
-def _box(v: Any) -> list[float] | None:
-    """``[]`` -> None; four finite numbers with x1 < x2, y1 < y2 -> floats; else bad."""
-    if isinstance(v, list) and not v:
-        return None
-    if (
-        isinstance(v, list)
-        and len(v) == 4
-        and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v)
-        and all(math.isfinite(x) for x in v)
-        and v[0] < v[2]
-        and v[1] < v[3]
-    ):
-        return [float(x) for x in v]
-    raise BadRow("bad_bbox")
-
-
 @dataclass(kw_only=True)
 class LRSGROBench(Benchmark):
     """LRS-GRO: answer accuracy (overall and by type) and APO IoU of the region.
@@ -107,7 +83,8 @@ class LRSGROBench(Benchmark):
         annotation: The rows file under the root (default: the first of
             :data:`ANNOTATION_FILES` found).
         image_dir: The folder under the root that ``image_name`` is relative to.
-        split: Keep only rows whose ``split`` is this (None: every row).
+        split: Keep only rows whose ``split`` is this, case-insensitive (the release
+            writes ``sft``, ``RL``, ``test``; None: every row).
         box_grid_px: Longer side of the grid the model gives its box on (the prompt says
             it); boxes are rescaled to the 1024 grid of the annotations.
         wordnet: Match with the LRS rule (exact or WordNet path similarity > 0.8);
@@ -120,10 +97,10 @@ class LRSGROBench(Benchmark):
     version: ClassVar[str] = "1"
     metric: ClassVar[str] = "accuracy"
     max_new_tokens: ClassVar[int] = 128
-    files: ClassVar[tuple[str, ...]] = ("lrs_gro.jsonl (or .json)", "images/<image_name>")
+    files: ClassVar[tuple[str, ...]] = ("LRS-GRO.jsonl (or lrs_gro.jsonl)", "image/<image_name>")
 
     annotation: str | None = None
-    image_dir: str = "images"
+    image_dir: str = "image"
     split: str | None = None
     box_grid_px: int = GRID_PX
     wordnet: bool = True
@@ -189,46 +166,37 @@ class LRSGROBench(Benchmark):
             if (
                 self.split is not None
                 and isinstance(row, dict)
-                and row.get("split") not in (None, self.split)
+                and row.get("split") is not None
+                and str(row["split"]).lower() != self.split.lower()
             ):
                 self.ledger.count_skipped("other_split")
                 continue
             yield row
 
     def _record(self, row: Any) -> Record:
-        if not isinstance(row, dict):
-            raise BadRow("not_an_object")
-        for key in ("question_id", "image_name", "question", "ground_truth", "type"):
-            if row.get(key) in (None, ""):
-                raise BadRow(f"missing_field:{key}")
-        if row["type"] not in TYPES:
-            raise BadRow("unknown_type")
-        box = _box(row.get("bbox", []))
-        rel = f"{self.image_dir}/{row['image_name']}" if self.image_dir else row["image_name"]
+        try:
+            g = parse_lrs_gro_row(row)
+        except RowError as e:
+            raise BadRow(e.reason) from None
+        rel = f"{self.image_dir}/{g.image_name}" if self.image_dir else g.image_name
         try:
             return Record(
-                id=f"lrs-gro-{row['question_id']}",
+                id=f"lrs-gro-{g.question_id}",
                 task="vqa",
                 source="lrs-gro",
-                split=str(row.get("split") or "test"),
-                images=[ImageRef(path=str(rel))],
+                split=g.split or "test",
+                images=[ImageRef(path=rel)],
                 messages=[
                     Message(
                         role="user",
                         content=[
                             ImagePart(index=0),
-                            TextPart(text=lrs_gro_prompt(str(row["question"]), self.box_grid_px)),
+                            TextPart(text=lrs_gro_prompt(g.question, self.box_grid_px)),
                         ],
                     ),
-                    Message(role="assistant", content=str(row["ground_truth"]).strip()),
+                    Message(role="assistant", content=g.answer),
                 ],
-                meta={
-                    "question_id": row["question_id"],
-                    "category": row.get("category"),
-                    "higher_level": row.get("higher_level"),
-                    "type": row["type"],
-                    "bbox": box,
-                },
+                meta=g.meta,
             )
         except ValidationError as e:
             raise BadRow(str(primary_error(e)["type"])) from None

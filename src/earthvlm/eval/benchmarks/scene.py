@@ -11,15 +11,30 @@ as an evaluation paper published it); without it every image is asked.
 
 Prompt: the closed-set instruction of the classification records, listing every class by
 its readable name (``BareLand`` -> "bare land", ``baseballdiamond`` -> "baseball
-diamond"). Scoring (:func:`closed_set_answer`): the answer is read against the class list
+diamond"). Scoring (:meth:`SceneClassification.class_of`: a release folder name, e.g.
+"CAFOs", else :func:`closed_set_answer`): the answer is read against the class list
 (case, punctuation, underscores, and spaces inside a name ignored); a response naming no
 class or several (other than one name inside another: "dense residential" holds
 "residential") is a miss, counted in ``details["unreadable"]``. Headline: overall
 accuracy; categories are the classes (per-class accuracy, whose mean is ``average_accuracy``).
 
 GSD: the dataset-level values the papers publish (:attr:`SceneDataset.gsd_range_m`).
-METER-ML is distributed as georeferenced NAIP / Sentinel tiles with GeoJSON labels:
-export its NAIP RGB test tiles into class folders named as :data:`DATASETS` lists.
+
+The published VLM numbers for METER-ML, NWPU-RESISC45 and WHU-RS19 (and one of the two
+AID columns) use VHM's test splits (RSCoVLM sec. IV-E), released as VHM evaluation files
+(``VHM_eval_dataset``; RSEvalKit's ``BENCH_DATASETS``): ``cls_METER_ML.json``,
+``cls_NWPU_RESISC45.json``, ``cls_WHU_RS19.json``, ``cls_AID.json``, each a list of LLaVA
+rows whose ``image_path`` names the image folder and whose answer is the class. Set
+``vhm_json`` to such a file (:data:`VHM_FILES` lists the names) to ask exactly those
+images: the rows are read by :class:`earthvlm.data.sources.llava.VHMConversations`, the
+answer mapped to the release's class list (a folder name such as ``coal_mines`` or
+``cafos``, or a readable name; a row naming no class is failed with
+``unknown_class``), and the prompt is this module's closed-set prompt. RSEvalKit scores
+a prediction as right when it occurs inside the answer (spaces removed), so an empty
+or one-letter answer counts as right; the closed-set rule here does not. METER-ML itself
+is distributed as georeferenced NAIP / Sentinel tiles with GeoJSON labels: without the
+VHM file, export its NAIP RGB test tiles into class folders named as :data:`DATASETS`
+lists.
 """
 
 from __future__ import annotations
@@ -34,6 +49,7 @@ from earthvlm.data.record import Message, Record, TextPart
 from earthvlm.data.sources._base import SourceError
 from earthvlm.data.sources._prompts import classification_prompt
 from earthvlm.data.sources.class_folders import ClassFolders
+from earthvlm.data.sources.llava import VHMConversations
 from earthvlm.eval.benchmarks.base import Benchmark, BenchmarkError, mean_score
 
 
@@ -119,6 +135,14 @@ DATASETS: dict[str, SceneDataset] = {
     ),
 }  # fmt: skip
 
+#: Dataset key -> the VHM evaluation file of its test split (RSEvalKit's names).
+VHM_FILES: dict[str, str] = {
+    "aid": "cls_AID.json",
+    "meter_ml": "cls_METER_ML.json",
+    "nwpu_resisc45": "cls_NWPU_RESISC45.json",
+    "whu_rs19": "cls_WHU_RS19.json",
+}
+
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
 
@@ -159,6 +183,8 @@ class SceneClassification(Benchmark):
     Attributes:
         split_file: A text file under the root listing the images to ask (one path per
             line, relative to the class folder); empty: every image.
+        vhm_json: A VHM evaluation file under the root (e.g. ``cls_METER_ML.json``) whose
+            rows are asked instead of the class folders; empty: the class folders.
     """
 
     metric: ClassVar[str] = "overall_accuracy"
@@ -168,6 +194,12 @@ class SceneClassification(Benchmark):
     dataset_key: ClassVar[str] = ""
 
     split_file: str = ""
+    vhm_json: str = ""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.split_file and self.vhm_json:
+            raise ValueError("split_file and vhm_json both name a split; give one of them")
 
     @property
     def spec(self) -> SceneDataset:
@@ -192,7 +224,22 @@ class SceneClassification(Benchmark):
         )  # fmt: skip
         return reader_cls(split="test", gsd_range_m=spec.gsd_range_m)
 
+    def class_of(self, answer: str) -> str | None:
+        """The readable class an answer names: a release folder name (``coal_mines``,
+        ``CAFOs``) or a readable name; None when it names none or several."""
+        names = dict(self.spec.names)
+        folders = {_key(c): readable(c, names) for c in self.spec.classes}
+        return folders.get(_key(answer)) or closed_set_answer(answer, self.class_names())
+
     def _read(self, root: Path) -> Iterator[Record]:
+        if self.vhm_json:
+            if not (root / self.vhm_json).is_file():
+                raise BenchmarkError(
+                    f"{root / self.vhm_json}: no such file; give the VHM evaluation file "
+                    f"(e.g. {VHM_FILES.get(self.dataset_key, 'cls_<dataset>.json')}) and its "
+                    "image folder under the root"
+                )
+            return self._vhm_records(root)
         keep: set[str] | None = None
         if self.split_file:
             path = root / self.split_file
@@ -228,8 +275,25 @@ class SceneClassification(Benchmark):
             yield rec.model_copy(update={"messages": messages})
         self.ledger.merge_left_out(reader.ledger)
 
+    def _vhm_records(self, root: Path) -> Iterator[Record]:
+        reader = VHMConversations(annotations=self.vhm_json, split="test",
+                                  gsd_range_m=self.spec.gsd_range_m)  # fmt: skip
+        prompt = classification_prompt(self.class_names())
+        for rec in reader.read(root):
+            cls = self.class_of(rec.messages[-1].text())
+            if cls is None or len(rec.images) != 1:
+                self.ledger.count_failed("unknown_class" if cls is None else "not_one_image")
+                continue
+            self.ledger.count_ok()
+            messages = [
+                Message(role="user", content=[rec.messages[0].content[0], TextPart(text=prompt)]),
+                Message(role="assistant", content=cls),
+            ]
+            yield rec.model_copy(update={"messages": messages, "task": "classification"})
+        self.ledger.merge_left_out(reader.ledger)
+
     def _item(self, record: Record, prediction: str | None) -> float | None:
-        got = closed_set_answer(prediction, self.class_names())
+        got = None if prediction is None else self.class_of(prediction)
         return float(got is not None and got == self.reference(record))
 
     def _summary(
@@ -239,7 +303,7 @@ class SceneClassification(Benchmark):
         item_scores: Sequence[float | None],
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         classes = self.class_names()
-        unreadable = sum(closed_set_answer(p, classes) is None for p in predictions)
+        unreadable = sum(p is None or self.class_of(p) is None for p in predictions)
         per_class = self._categories(records, predictions, item_scores)
         metrics = {
             "overall_accuracy": mean_score(item_scores),
@@ -295,6 +359,7 @@ __all__ = [
     "DATASETS",
     "METERML",
     "NWPURESISC45",
+    "VHM_FILES",
     "WHURS19",
     "SceneClassification",
     "SceneDataset",

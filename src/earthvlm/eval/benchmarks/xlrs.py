@@ -20,21 +20,32 @@ Scoring: :func:`earthvlm.eval.metrics.score_xlrs` (XLRS-Bench's extraction rule,
 equality with the answer letters); micro = all items, macro = mean over the "L2/L3"
 subtasks present (the paper's macro on a full run). Categories are the subtasks.
 
-A malformed row is counted as failed in :attr:`Benchmark.ledger` with its reason and left
-out; an image that is missing on disk is not checked here: the run records the sample as
+Rows are checked by :func:`earthvlm.data.sources.xlrs.parse_xlrs_row`, the parser the
+training reader ``xlrs-bench-lite`` shares. A malformed row is counted as failed in
+:attr:`Benchmark.ledger` with its reason and left out; an image that is missing on disk
+is not checked here: the run records the sample as
 failed (``missing_image``) and scores it as wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import ValidationError
 
-from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart, primary_error
+from earthvlm.data.record import ImageRef, Record, primary_error
+from earthvlm.data.sources._base import RowError
+from earthvlm.data.sources.xlrs import (
+    ANNOTATION_FILES,
+    OPTIONS_FIELD,
+    MCQRow,
+    parse_xlrs_row,
+    xlrs_prompt,
+)
+from earthvlm.data.sources.xlrs import mcq_record as _source_mcq_record
 from earthvlm.eval.benchmarks.base import (
     BadRow,
     Benchmark,
@@ -42,66 +53,27 @@ from earthvlm.eval.benchmarks.base import (
     release_rows,
     unique_records,
 )
-from earthvlm.eval.metrics import parse_answer_letters, score_xlrs
-
-#: Annotation files looked for under the root, in order.
-ANNOTATION_FILES = ("xlrs_lite.jsonl", "xlrs_lite.json")
-OPTIONS_FIELD = "multi-choice options"
-#: The subtask whose questions may have several correct options.
-MULTI_ANSWER = "Land use classification/Overall Land use classification"
-_SINGLE = (
-    "\nSelect the best answer for the multiple-choice question based on the image. Only "
-    "respond with the letter corresponding to the correct answer (A, B, C, D).\nThe answer is:"
-)
-_MULTI = (
-    "\nSelect the best answer(s) for the multiple-choice question based on the image. There "
-    "may be more than one correct option. Only respond with the letter(s) corresponding to "
-    "the correct answer(s) (A, B, C, D), with multiple choices separated by spaces.The "
-    "answer(s) is(are):"
-)
+from earthvlm.eval.metrics import score_xlrs
 
 
-def xlrs_prompt(question: str, options: Sequence[str], category: str) -> str:
-    """The release's prompt for one row (its spacing kept, run-on sentence included)."""
-    listed = "The choices are listed below:\n" + "\n".join(options) + "\n"
-    return question + listed + (_MULTI if category == MULTI_ANSWER else _SINGLE)
-
-
-def mcq_record(
-    rid: str,
-    source: str,
-    images: list[str],
-    prompt: str,
-    letters: set[str],
-    meta: dict[str, Any],
-) -> Record:
-    """A test-split MCQ record: every image, then the prompt; the answer is the sorted
-    letters.
+def mcq_record(rid: str, source: str, row: MCQRow) -> Record:
+    """A test-split record of a checked MCQ row (images named, not opened).
 
     Raises:
         BadRow: If the record is invalid (the reason is the validation error's type).
     """
     try:
-        return Record(
-            id=rid,
-            task="mcq",
-            source=source,
-            split="test",
-            images=[ImageRef(path=p) for p in images],
-            messages=[
-                Message(
-                    role="user",
-                    content=[
-                        *(ImagePart(index=i) for i in range(len(images))),
-                        TextPart(text=prompt),
-                    ],
-                ),
-                Message(role="assistant", content="".join(sorted(letters))),
-            ],
-            meta=meta,
-        )
+        return _source_mcq_record(rid, source, "test", [ImageRef(path=p) for p in row.images], row)
     except ValidationError as e:
         raise BadRow(str(primary_error(e)["type"])) from None
+
+
+def checked(parse: Callable[[Any], MCQRow], row: Any) -> MCQRow:
+    """``parse(row)``, its :class:`RowError` as a :class:`BadRow` with the same reason."""
+    try:
+        return parse(row)
+    except RowError as e:
+        raise BadRow(e.reason) from None
 
 
 @dataclass(kw_only=True)
@@ -149,32 +121,8 @@ class XLRSBenchLite(Benchmark):
         )
 
     def _record(self, row: Any) -> Record:
-        if not isinstance(row, dict):
-            raise BadRow("not_an_object")
-        for key in ("index", "image", "question", OPTIONS_FIELD, "answer", "category"):
-            if row.get(key) in (None, "", []):
-                raise BadRow(f"missing_field:{key}")
-        options = row[OPTIONS_FIELD]
-        if isinstance(options, str):
-            options = [o for o in options.splitlines() if o.strip()]
-        images = row["image"] if isinstance(row["image"], list) else [row["image"]]
-        if not all(isinstance(o, str) for o in options) or not all(
-            isinstance(p, str) for p in images
-        ):
-            raise BadRow("bad_field_type")
-        try:
-            letters = parse_answer_letters(row["answer"])
-        except ValueError:
-            raise BadRow("no_answer_letters") from None
-        category = str(row["category"])
-        prompt = xlrs_prompt(str(row["question"]), options, category)
-        meta = {
-            "index": row["index"],
-            "category": category,
-            "l2_category": row.get("l2-category"),
-            "options": list(options),
-        }
-        return mcq_record(f"xlrs-{row['index']}", "xlrs-bench-lite", images, prompt, letters, meta)
+        parsed = checked(parse_xlrs_row, row)
+        return mcq_record(f"xlrs-{parsed.key}", "xlrs-bench-lite", parsed)
 
     def _item(self, record: Record, prediction: str | None) -> float | None:
         r = score_xlrs(
@@ -197,4 +145,11 @@ class XLRSBenchLite(Benchmark):
         return metrics, {"mcq": r.to_dict()}
 
 
-__all__ = ["ANNOTATION_FILES", "XLRSBenchLite", "xlrs_prompt"]
+__all__ = [
+    "ANNOTATION_FILES",
+    "OPTIONS_FIELD",
+    "XLRSBenchLite",
+    "checked",
+    "mcq_record",
+    "xlrs_prompt",
+]

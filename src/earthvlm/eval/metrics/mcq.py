@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from earthvlm.data.ledger import Ledger
+from earthvlm.data.sources.xlrs import answer_letters
 from earthvlm.eval.metrics._common import (
     AccuracyTable,
     accuracy_table,
@@ -316,23 +317,19 @@ def extract_choice(
 
 
 def parse_answer_letters(answer: Any, index: int = 0) -> frozenset[str]:
-    """The reference letter set from ``"A"``, ``"AB"``, ``"A,B"``, ``"(A)"`` or ``["A", "B"]``.
+    """The reference letter set from ``"A"``, ``"AB"``, ``"A,B"``, ``"(A)"`` or ``["A", "B"]``
+    (the release readers' rule, :func:`earthvlm.data.sources.xlrs.answer_letters`).
 
     Raises:
         ValueError: If no upper-case letter is found.
     """
-    if isinstance(answer, str):
-        found = re.findall(r"[A-Z]", answer)
-    elif isinstance(answer, Sequence) and all(isinstance(a, str) for a in answer):
-        found = [a.strip().upper() for a in answer if a.strip()]
-    else:
-        found = []
-    if not found or any(len(f) != 1 for f in found):
+    try:
+        return answer_letters(answer)
+    except ValueError:
         raise ValueError(
             f"answers[{index}] = {answer!r} holds no option letters; give letters such as "
             "'A', 'AC' or ['A', 'C']"
-        )
-    return frozenset(found)
+        ) from None
 
 
 @dataclass(frozen=True)
