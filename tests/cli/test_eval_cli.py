@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from earthvlm.cli.evaluate import DATA_ENV, data_folder, eval_command
+from earthvlm.cli.evaluate import DATA_ENV, data_folder, eval_command, parse_options
 from earthvlm.synth.dataset import SynthConfig, generate_dataset
 from earthvlm.train import train
 from earthvlm.train.config import config_from_dict
@@ -106,6 +106,9 @@ def test_default_output_folder_is_beside_the_run(setup: tuple[Path, Path]) -> No
         (["--bench", "synth_chip"], "did you mean synth_chips"),
         (["--bench", "synth_chips", "--batch-size", "0"], "batch_size=0"),
         (["--bench", "synth_chips", "--limit", "0"], "limit=0"),
+        (["--bench", "synth_chips", "--opt", "synth_chips"], "write BENCH.FIELD=VALUE"),
+        (["--bench", "synth_chips", "--opt", "xlrs_lite.split=x"], "not among the benchmarks"),
+        (["--bench", "synth_chips", "--opt", "synth_chips.splitt=1"], "splitt"),
     ],
 )
 def test_bad_arguments_exit_2_with_a_hint(
@@ -145,3 +148,14 @@ def test_data_folders_per_benchmark_or_shared(
     assert data_folder("xlrs_lite", None) == tmp_path / "xlrs_lite"
     with pytest.raises(typer.Exit):
         data_folder("rsvqa_lr", None)  # $EARTHVLM_BENCHMARKS/rsvqa_lr does not exist
+
+
+def test_options_are_read_as_yaml_per_benchmark() -> None:
+    got = parse_options(
+        ["earthmind.setting=fused", "lrs-vqa.wordnet=false", "earthmind.judge_url=http://h:1/v1"],
+        ["earthmind", "lrs_vqa"],
+    )
+    assert got == {
+        "earthmind": {"setting": "fused", "judge_url": "http://h:1/v1"},
+        "lrs_vqa": {"wordnet": False},
+    }

@@ -52,6 +52,35 @@ def data_folder(name: str, data: Path | None) -> Path:
     return folder
 
 
+def parse_options(items: list[str], names: list[str]) -> dict[str, dict[str, Any]]:
+    """``["bench.field=value", ...]`` -> ``{bench: {field: value}}`` (values as YAML).
+
+    Raises:
+        ValueError: For an item without ``=`` or a benchmark, or naming a benchmark that
+            is not being run.
+        BenchmarkError: For an unknown benchmark name.
+    """
+    import yaml
+
+    from earthvlm.eval.benchmarks import REGISTRY
+
+    options: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        bench, dot, field = key.strip().rpartition(".")
+        if not sep or not dot or not bench or not field:
+            raise ValueError(f"--opt {item!r}: write BENCH.FIELD=VALUE, e.g. earthmind.setting=sar")
+        name = REGISTRY.resolve(bench)
+        if name not in names:
+            raise ValueError(f"--opt {item!r}: {name} is not among the benchmarks run ({names})")
+        try:
+            value = yaml.safe_load(text) if text.strip() else ""
+        except yaml.YAMLError as e:
+            raise ValueError(f"--opt {item!r}: the value is not YAML ({e})") from None
+        options.setdefault(name, {})[field] = value
+    return options
+
+
 def eval_command(
     model: Annotated[
         Path,
@@ -61,8 +90,9 @@ def eval_command(
         str,
         typer.Option(
             "--bench",
-            help="Benchmarks, comma-separated: synth_chips, synth_vqa, synth_grounding, "
-            "synth_detection, xlrs_lite, rsvqa_lr, rsvqa_hr.",
+            help="Benchmarks, comma-separated registered names (e.g. synth_chips, "
+            "synth_vqa, xlrs_lite, rsvqa_hr, lrs_vqa, vrsbench_vqa, earthmind); a wrong "
+            "name lists the close ones.",
         ),
     ],
     data: Annotated[
@@ -82,15 +112,30 @@ def eval_command(
     max_new_tokens: Annotated[
         int | None, typer.Option(help="New tokens per answer (default: each benchmark's own).")
     ] = None,
+    opt: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--opt",
+            help="A benchmark option BENCH.FIELD=VALUE (VALUE read as YAML), repeatable: "
+            "e.g. earthmind.setting=fused, earthmind.judge_url=http://127.0.0.1:8000/v1, "
+            "lrs_vqa.wordnet=false.",
+        ),
+    ] = None,
 ) -> None:
     """Evaluate a trained model on benchmarks (greedy decoding, resumable, shardable with
     accelerate launch). Exit code 2 for bad arguments, 1 if a run fails."""
     from earthvlm.errors import EarthVLMError
-    from earthvlm.eval.benchmarks import BenchmarkError, parse_names
+    from earthvlm.eval.benchmarks import BenchmarkError, build_benchmark, parse_names
 
     try:
         names = parse_names(bench)
     except BenchmarkError as e:
+        raise _fail(str(e)) from None
+    try:
+        options = parse_options(opt or [], names)
+        for name, values in options.items():  # unknown fields and bad values fail here
+            build_benchmark(name, **values)
+    except (BenchmarkError, ValueError) as e:
         raise _fail(str(e)) from None
     folders = {name: data_folder(name, data) for name in names}
     from earthvlm.eval.runner import Processes, RunConfig, run_benchmarks
@@ -107,7 +152,9 @@ def eval_command(
     folder = out or trained.checkpoint.parent / "eval" / Path(trained.checkpoint).resolve().name
     procs = Processes.from_accelerate()
     try:
-        runs = run_benchmarks(trained, names, folders.__getitem__, folder, config, procs)
+        runs = run_benchmarks(
+            trained, names, folders.__getitem__, folder, config, procs, options=options
+        )
     except (EarthVLMError, ValueError) as e:
         raise _fail(str(e), code=1) from None
     if not procs.is_main:
@@ -130,4 +177,4 @@ def _table(runs: list[Any], model: Any) -> Table:
     return table
 
 
-__all__ = ["DATA_ENV", "data_folder", "eval_command"]
+__all__ = ["DATA_ENV", "data_folder", "eval_command", "parse_options"]
