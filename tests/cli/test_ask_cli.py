@@ -108,3 +108,35 @@ def test_ask_refuses_an_unreadable_image(runner, tmp_path: Path) -> None:
     result = runner.invoke(_app(), ["ask", str(bad), "Q?", "--out", str(tmp_path / "t.png")])
     assert result.exit_code == 1
     assert "error" in result.output and not (tmp_path / "t.png").exists()
+
+
+@pytest.mark.parametrize("gsd_as_text", [False, True], ids=["plain", "gsd-as-text"])
+def test_ask_loads_a_grpo_run(
+    runner: CliRunner, scene_tif: Path, tmp_path: Path, gsd_as_text: bool
+) -> None:
+    """A GRPO run folder answers through ``--model``; a GSD-as-text policy is loaded as
+    one (its views' GSDs reach its prompt), a plain one is handed no GSD."""
+    import torch
+
+    from earthvlm.train.grpo import grpo_config_from_dict, train_grpo
+
+    cfg = grpo_config_from_dict({
+        "output_dir": str(tmp_path), "name": "grpo-run", "loop": {"gsd_as_text": gsd_as_text},
+        "grpo": {"num_generations": 2, "batch_size": 2, "max_steps": 1,
+                 "max_completion_length": 8},
+    })  # fmt: skip
+    task = {"source": str(scene_tif), "question": "How many planes?", "answer": "0"}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: intra-op threads only contend on a busy CPU
+    try:
+        train_grpo(cfg, tasks=[task])
+    finally:
+        torch.set_num_threads(threads)
+    run = str(tmp_path / "grpo-run")
+    args = ["ask", str(scene_tif), "How many planes?", "--model", run, "--max-zooms", "1",
+            "--max-new-tokens", "4", "--out", str(tmp_path / "t.png")]  # fmt: skip
+    result = runner.invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    assert "model: grpo-run" in result.output and "noise" not in result.output
+    assert ("as given" in result.output) is gsd_as_text
+    assert ("not used by this model" in result.output) is not gsd_as_text

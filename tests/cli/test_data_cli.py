@@ -129,3 +129,101 @@ def test_sources_lists_every_reader(app: typer.Typer, runner: CliRunner) -> None
     for name in list_sources():
         assert f"│ {name} " in result.stdout
     assert "version='1.0'" in result.stdout and "gsd_range_m" in result.stdout
+
+
+# -- zoom training data: zoom-chains and grpo-tasks --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def uhr_records(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic UHR scene's records (one ROI question, one global, one detection, ...),
+    plus an invalid JSONL row and a question whose image is missing."""
+    from earthvlm.synth.dataset import SynthConfig, generate_dataset
+
+    root = tmp_path_factory.mktemp("uhr-records")
+    generate_dataset(root, SynthConfig(n_scenes=0, n_chips=0, n_uhr=1, uhr_size_px=2048))
+    path = root / "records.jsonl"
+    lines = path.read_text().splitlines()
+    objects = [json.loads(x) for x in lines]
+    missing = next(r for r in objects if r["meta"].get("roi_type") == "object")
+    missing["id"] += "-missing"
+    missing["images"][0]["path"] = "images/gone.tif"
+    path.write_text("\n".join([*lines, json.dumps(missing), "{not json"]) + "\n")
+    return path
+
+
+def _rows(stdout: str) -> set[str]:
+    return {" ".join(line.strip("│┃ ").split()) for line in stdout.splitlines()}
+
+
+def test_zoom_chains_writes_chains_ledger_and_manifest(
+    app: typer.Typer, runner: CliRunner, uhr_records: Path, tmp_path: Path
+) -> None:
+    n_valid = len(uhr_records.read_text().splitlines()) - 1
+    out = tmp_path / "chains"
+    argv = ["data", "zoom-chains", str(uhr_records), "--out", str(out), "--strict"]
+    result = runner.invoke(app, argv, env=ENV)
+    assert result.exit_code == 1, result.output  # --strict: the missing image failed
+    rows = _rows(result.stdout)
+    assert f"read │ │ {n_valid}" in rows and "failed │ missing_image │ 1" in rows, result.stdout
+    assert "skipped │ task_skipped │ 1" in rows  # the detection record
+    assert "invalid input rows (not counted above): 1" in " ".join(result.stdout.split())
+    chains = read_records(out / "records.jsonl", root=out, must_exist=True)  # views exist
+    assert chains.ledger.failed == {}
+    kinds = [r.meta["zoom"]["action"] for r in chains.records]
+    assert kinds.count("answer") == 1 and kinds.count("zoom") >= 1  # 1 whole-scene question
+    zoom = next(r for r in chains.records if r.meta["zoom"]["action"] == "zoom")
+    assert [m.role for m in zoom.messages][-2:] == ["tool", "assistant"]
+    assert "GSD" not in zoom.messages[-2].text()  # off unless --observation-gsd
+    left = [json.loads(x) for x in (out / "skipped.jsonl").read_text().splitlines()]
+    assert {x["reason"] for x in left} >= {"no_roi", "task_skipped", "missing_image"}
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] and manifest["written"] == len(chains.records)
+    assert manifest["ledger"]["read"] == n_valid and manifest["input_ledger"]["failed"]
+    digest = hashlib.sha256((out / "records.jsonl").read_bytes()).hexdigest()
+    assert manifest["output_sha256"] == digest and manifest["config"]["box_frame"] == "norm1000"
+
+    gsd_out = tmp_path / "chains-gsd"
+    argv = ["data", "zoom-chains", str(uhr_records), "--out", str(gsd_out), "--templates",
+            "--observation-gsd"]  # fmt: skip
+    result = runner.invoke(app, argv, env=ENV)
+    assert result.exit_code == 0, result.output
+    templates = read_records(gsd_out / "template_questions.jsonl").records
+    assert templates and all("roi_xyxy_px" in t.meta for t in templates)
+    assert f"read │ │ {n_valid + len(templates)}" in _rows(result.stdout)
+    chains = read_records(gsd_out / "records.jsonl", root=gsd_out).records
+    zooms = [r for r in chains if r.meta["zoom"]["action"] == "zoom"]
+    assert len(zooms) > 1 and all("GSD" in r.messages[-2].text() for r in zooms)
+
+
+def test_grpo_tasks_writes_what_train_grpo_reads(
+    app: typer.Typer, runner: CliRunner, uhr_records: Path, tmp_path: Path
+) -> None:
+    from earthvlm.train.grpo import load_tasks
+
+    out = tmp_path / "rl" / "tasks.jsonl"
+    argv = ["data", "grpo-tasks", str(uhr_records), "--out", str(out), "--templates"]
+    result = runner.invoke(app, argv, env=ENV)
+    assert result.exit_code == 0, result.output
+    tasks = load_tasks(out)
+    assert all(Path(t["source"]).is_file() for t in tasks)
+    assert sum(t["roi_xyxy_px"] is None for t in tasks) == 1  # the global question
+    assert any(t["id"].endswith("-count_cell") for t in tasks)  # a template question
+    left = [
+        json.loads(x) for x in (tmp_path / "rl" / "tasks.skipped.jsonl").read_text().splitlines()
+    ]
+    assert {"missing_image", "no_roi"} <= {x["reason"] for x in left}
+    manifest = json.loads((tmp_path / "rl" / "tasks.manifest.json").read_text())
+    assert manifest["written"] == len(tasks) and manifest["ledger"]["failed"] == {
+        "missing_image": 1
+    }
+    assert (tmp_path / "rl" / "tasks.template_questions.jsonl").is_file()
+
+
+def test_zoom_chains_bad_options_exit_2(
+    app: typer.Typer, runner: CliRunner, uhr_records: Path, tmp_path: Path
+) -> None:
+    argv = ["data", "zoom-chains", str(uhr_records), "--out", str(tmp_path / "o"),
+            "--family", "qwen9"]  # fmt: skip
+    result = runner.invoke(app, argv, env=ENV)
+    assert result.exit_code == 2 and "qwen9" in result.stderr

@@ -66,7 +66,7 @@ def test_set_without_equals_exits_2(app: typer.Typer, fake_train: list) -> None:
 def test_set_unknown_field_suggests_the_right_one(app: typer.Typer, fake_train: list) -> None:
     result = _run(app, str(RECIPE), "--set", "grpo.num_generation=4")
     assert result.exit_code == 2
-    assert "did you mean 'num_generations'" in result.output
+    assert "did you mean 'grpo.num_generations'" in result.output
     assert not fake_train
 
 

@@ -1,7 +1,9 @@
-"""GRPO on the zoom loop: a CPU smoke run on a tiny Qwen3-VL, the environment, the config."""
+"""GRPO on the zoom loop: a CPU smoke run on a tiny Qwen3-VL (tool calls, rewards,
+checkpoints that reload), the environment, the config."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 import torch
 
 from earthvlm.data.resolution import Resolution
+from earthvlm.errors import EarthVLMError
 from earthvlm.models import build_tiny_backbone
 from earthvlm.train.grpo import (
     GRPORunConfig,
@@ -26,6 +29,16 @@ from earthvlm.uhr.tool import ZoomConfig, format_tool_call
 
 ROOT = Path(__file__).resolve().parents[2]
 CALL = format_tool_call([250, 250, 500, 500])
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: a tiny model gains nothing from intra-op threads, and on a
+    loaded 2-core machine their spinning made the smoke run ~5x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -129,15 +142,23 @@ def _warm(bb, task: dict, steps: int = 120) -> None:
         opt.step()
 
 
-@pytest.mark.slow
-def test_grpo_smoke_policy_zooms_and_rewards_are_logged(uhr_task: dict, tmp_path: Path) -> None:
+def test_grpo_smoke_policy_zooms_rewards_are_logged_and_the_policy_reloads(
+    uhr_task: dict, tmp_path: Path, one_thread: None
+) -> None:
+    """The CI smoke run: a warmed tiny Qwen3-VL, 2 GRPO steps of 2 rollouts; the policy
+    calls zoom_in, the environment reads native crops, every reward term is logged, and
+    the saved checkpoint loads back with the trained weights."""
+    from earthvlm.eval.trained import load_trained
+    from earthvlm.train.checkpoint import COMPLETE_FILE, load_state
+    from earthvlm.train.rewards import region_guided_reward, roi_iou_reward
+
     torch.manual_seed(0)
     bb = build_tiny_backbone("qwen3_vl")
     _warm(bb, uhr_task)
     cfg = grpo_config_from_dict({
         "output_dir": str(tmp_path), "name": "smoke",
         "grpo": {"num_generations": 2, "batch_size": 2, "max_steps": 2,
-                 "max_completion_length": 96, "lr": 1e-4, "temperature": 0.5},
+                 "max_completion_length": 64, "lr": 1e-4, "temperature": 0.5},
     })  # fmt: skip
     result = train_grpo(cfg, backbone=bb, tasks=[uhr_task])
     logs = [h for h in result.log_history if "reward" in h]
@@ -145,11 +166,97 @@ def test_grpo_smoke_policy_zooms_and_rewards_are_logged(uhr_task: dict, tmp_path
     for h in logs:
         for term in ("iou", "region", "answer", "format"):
             assert f"rewards/{term}/mean" in h
-    # the policy called zoom_in and the environment ran the calls
-    assert max(h["tools/call_frequency"] for h in logs) > 0
+    # the policy called zoom_in and the environment ran the calls on native crops
+    assert min(h["tools/call_frequency"] for h in logs) > 0
     envs = result.trainer.environments
-    assert any(e.calls for e in envs)
-    assert any(e.requested_xyxy_px for e in envs)
+    zoomed = [e for e in envs if e.requested_xyxy_px]
+    assert zoomed and all(e.calls for e in zoomed)
+    source = np.asarray(_scene(uhr_task["source"]))
+    for env in zoomed:
+        crop = env.views[1]
+        x1, y1, x2, y2 = crop.window_xyxy_px
+        assert crop.is_native and crop.hw == (y2 - y1, x2 - x1)
+        np.testing.assert_array_equal(crop.pixels, source[y1:y2, x1:x2])
+        assert "GSD" not in env.observations[0]  # GSD text is off unless configured
+    # the last logged means are the rewards of what the last step's environments did
+    roi, hw = uhr_task["roi_xyxy_px"], (512, 512)
+    first = [e.requested_xyxy_px[0] if e.requested_xyxy_px else None for e in envs]
+    iou = np.mean([roi_iou_reward(b, roi).value for b in first])
+    region = np.mean([region_guided_reward(b, roi, hw).value for b in first])
+    assert logs[-1]["rewards/iou/mean"] == pytest.approx(iou, abs=1e-6) and iou > 0
+    assert logs[-1]["rewards/region/mean"] == pytest.approx(region, abs=1e-6)
+
+    # the checkpoint: complete, atomic, with config and provenance; loads as a run
+    run = tmp_path / "smoke"
+    ckpt = result.checkpoint
+    assert ckpt == run / "checkpoint-2" and (ckpt / COMPLETE_FILE).is_file()
+    assert (run / "final").resolve() == ckpt.resolve()
+    assert sorted(p.name for p in (ckpt / "model").glob("*.safetensors"))
+    state = load_state(ckpt)
+    assert state["step"] == 2 and state["provenance"]["earthvlm"]
+    assert state["metrics"]["rewards/iou/mean"] == logs[-1]["rewards/iou/mean"]
+    assert load_grpo_config(ckpt / "grpo_config.yaml") == cfg
+    loaded = load_trained(run)
+    assert loaded.config.stage == 1 and not loaded.gsd_as_text
+    trained = bb.model.state_dict()
+    for name, value in loaded.parts.backbone.model.state_dict().items():
+        torch.testing.assert_close(value, trained[name], rtol=0, atol=0, msg=name)
+    with pytest.raises(EarthVLMError, match="already holds checkpoints"):
+        train_grpo(cfg, backbone=bb, tasks=[uhr_task])
+
+
+def _scene(path: str):
+    import rasterio
+
+    with rasterio.open(path) as src:
+        return src.read().transpose(1, 2, 0)
+
+
+def test_grpo_lora_policy_saves_an_adapter_that_reloads(
+    uhr_task: dict, tmp_path: Path, one_thread: None
+) -> None:
+    """policy.kind=lora on a saved base: the checkpoint holds the adapter alone, and the
+    loaded run gives the trained policy's logits (not the base's)."""
+    from earthvlm.eval.trained import load_trained
+    from earthvlm.models import save_backbone
+    from earthvlm.train.checkpoint import complete_checkpoints
+
+    base = tmp_path / "base"
+    save_backbone(build_tiny_backbone("qwen3_vl", seed=3), base)
+    cfg = grpo_config_from_dict({
+        "output_dir": str(tmp_path), "name": "lora", "model": {"path": str(base)},
+        "policy": {"kind": "lora", "r": 4, "alpha": 8}, "save_every": 1, "keep_last": 1,
+        "grpo": {"num_generations": 2, "batch_size": 2, "max_steps": 2,
+                 "max_completion_length": 12, "lr": 5e-2},
+    })  # fmt: skip
+
+    def by_length(row: dict, prediction: str) -> float:  # rewards that differ in a group
+        return float(len(prediction) % 2)
+
+    result = train_grpo(cfg, tasks=[uhr_task], score_fn=by_length)
+    policy = result.trainer.model
+    # saved after steps 1 and 2; keep_last=1 left the newest, which "final" points at
+    assert [p.name for p in complete_checkpoints(tmp_path / "lora")] == ["checkpoint-2"]
+    assert (tmp_path / "lora" / "final").resolve() == result.checkpoint.resolve()
+    adapter = result.checkpoint / "adapter"
+    assert (adapter / "adapter_model.safetensors").is_file()
+    assert not (result.checkpoint / "model").exists()
+    trained_b = [p for n, p in policy.named_parameters() if "lora_B" in n]
+    assert trained_b and any(p.abs().sum() > 0 for p in trained_b)  # the policy moved
+    loaded = load_trained(tmp_path / "lora")
+    assert loaded.variant == "lora"
+    ids = torch.tensor([[5, 17, 42, 99, 7]])
+    policy.eval()
+    with torch.no_grad():
+        want = policy(input_ids=ids).logits
+        with policy.disable_adapter():
+            base_logits = policy(input_ids=ids).logits
+        got = loaded.parts.module.net(input_ids=ids).logits
+    torch.testing.assert_close(got, want)
+    assert not torch.allclose(got, base_logits)
+    other = dataclasses.replace(cfg, name="lora-in-memory")
+    with pytest.raises(ValueError, match=r"policy\.kind=full only"):
+        train_grpo(other, backbone=build_tiny_backbone("qwen3_vl"), tasks=[uhr_task])
 
 
 def test_shipped_recipe_parses() -> None:
@@ -163,10 +270,12 @@ def test_shipped_recipe_parses() -> None:
 def test_config_errors_name_the_field() -> None:
     with pytest.raises(ValueError, match=r"grpo\.batch_size=3 is not a multiple"):
         grpo_config_from_dict({"grpo": {"batch_size": 3, "num_generations": 2}})
-    with pytest.raises(ValueError, match="did you mean 'num_generations'"):
+    with pytest.raises(ValueError, match=r"did you mean 'grpo\.num_generations'"):
         grpo_config_from_dict({"grpo": {"num_generation": 2}})
     with pytest.raises(ValueError, match=r"model\.family"):
         grpo_config_from_dict({"model": {"family": "qwen2_5_vl"}})
+    with pytest.raises(ValueError, match=r"policy\.kind='cshlora'"):
+        grpo_config_from_dict({"policy": {"kind": "cshlora"}})
     data = {"grpo": {"lr": "1e-6"}}
     assert grpo_config_from_dict(data).grpo.lr == 1e-6 and data == {"grpo": {"lr": "1e-6"}}
 

@@ -17,6 +17,7 @@ from PIL import Image
 
 from earthvlm.adapters.cshlora import CSHLoRAConfig, inject_cshlora
 from earthvlm.data.collate import Collator
+from earthvlm.data.gsd_text import with_gsd_text
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart
 from earthvlm.data.resolution import Resolution
 from earthvlm.models import build_tiny_backbone
@@ -234,8 +235,14 @@ def test_a_scale_conditioned_model_gets_the_gsd_of_each_view(scene, source_gsd) 
     assert trace.views[0].gsd.point_m > trace.views[1].gsd.point_m
 
 
-def test_the_prompt_is_the_one_the_chains_train_on(backbone, scene, source_gsd, tmp_path):
-    """Turn 2 of the loop sees exactly the tokens of a chain record's context."""
+@pytest.mark.parametrize("gsd_text", [False, True], ids=["no-gsd-text", "gsd-as-text"])
+def test_the_prompt_is_the_one_the_chains_train_on(
+    backbone, scene, source_gsd, tmp_path, gsd_text: bool
+):
+    """Turn 2 of the loop sees exactly the tokens of a chain record's context: with no GSD
+    text at all by default, and for a GSD-as-text (B3) model with the GSD sentence after
+    the global view and the crop's GSD in the observation (chains built with
+    ``observation_gsd``, SFT with ``data.gsd_as_text``)."""
     res = Resolution.from_processor(backbone.processor.image_processor)
     src = ImageRef(path=scene.path.name, width=SIZE_PX, height=SIZE_PX, gsd=source_gsd)
     roi = [float(v) for v in scene.labels[0].xyxy_px]
@@ -250,18 +257,25 @@ def test_the_prompt_is_the_one_the_chains_train_on(backbone, scene, source_gsd, 
         ],
         meta={"roi_xyxy_px": roi},
     )
-    with ChainWriter(scene.path.parent, tmp_path, res, ChainConfig(tools_in_system=True)) as w:
+    chain_cfg = ChainConfig(tools_in_system=True, observation_gsd=gsd_text)
+    with ChainWriter(scene.path.parent, tmp_path, res, chain_cfg) as w:
         chain = w.chain(rec)
     call = chain.messages[2].text()
     script = Script(backbone, [call, "1"])
-    run_zoom_loop(backbone, scene.path, QUESTION, gsd=source_gsd, generate=script)
-    batch = Collator(backbone, tmp_path, mode="generate", return_tensors="pt")([chain])
+    loop_cfg = LoopConfig(gsd_as_text=gsd_text)
+    run_zoom_loop(backbone, scene.path, QUESTION, loop_cfg, gsd=source_gsd, generate=script)
+    seen = with_gsd_text(chain) if gsd_text else chain  # as SFT's data.gsd_as_text does
+    batch = Collator(backbone, tmp_path, mode="generate", return_tensors="pt")([seen])
     assert batch.ledger.ok == 1
     assert torch.equal(batch.inputs["input_ids"], script.inputs[1]["input_ids"])
     assert torch.equal(batch.inputs["image_grid_thw"], script.inputs[1]["image_grid_thw"])
     assert torch.allclose(batch.inputs["pixel_values"], script.inputs[1]["pixel_values"])
     assert batch.gsds == script.gsds[1]
-    assert chain.messages[0].text() == tool_system_prompt([zoom_tool_schema("norm1000")])
+    schema = zoom_tool_schema("norm1000", gsd=gsd_text)
+    assert chain.messages[0].text() == tool_system_prompt([schema])
+    assert ("GSD" in chain.messages[3].text()) is gsd_text
+    assert ("ground sampling distance" in script.prompts[1]) is gsd_text
+    assert chain.meta["zoom"]["observation_gsd"] is gsd_text
 
 
 def test_garbage_never_breaks_the_loop(backbone, scene, source_gsd) -> None:

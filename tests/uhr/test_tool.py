@@ -194,10 +194,17 @@ def test_a_zoom_in_norm1000_reads_the_native_source(reader, overview) -> None:
     assert got.view.window_xyxy_px == (1536, 1024, 1920, 1280)
     assert got.view.is_native and got.view.gsd == SOURCE_GSD
     np.testing.assert_array_equal(got.view.pixels, coded_pixels(1536, 1024, 1920, 1280))
+    # no GSD in the text by default: it would be an extra input to models not trained on it
     assert got.observation == (
-        "Image 1: zoom into image 0 at [500, 500, 625, 625]; 384 x 256 px, native resolution, "
-        "GSD 0.5 m."
+        "Image 1: zoom into image 0 at [500, 500, 625, 625]; 384 x 256 px, native resolution."
     )
+    with_gsd = execute(
+        parse_tool_call(call([500, 500, 625, 625])), [overview], reader,
+        ZoomConfig(observation_gsd=True),
+    )  # fmt: skip
+    assert with_gsd.observation == got.observation.removesuffix(".") + ", GSD 0.5 m."
+    assert "GSD" not in zoom_tool_schema()["function"]["description"]
+    assert "(GSD)" in zoom_tool_schema(gsd=True)["function"]["description"]
 
 
 def test_multi_step_zoom_maps_back_to_source_pixels_norm1000(reader, overview) -> None:

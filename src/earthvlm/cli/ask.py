@@ -70,8 +70,8 @@ def ask_command(
         typer.Option(
             "--model",
             file_okay=False,
-            help="A run folder, a checkpoint folder or a saved backbone; default: a tiny "
-            "random backbone (its answers are noise).",
+            help="A run folder (SFT or GRPO), a checkpoint folder or a saved backbone; "
+            "default: a tiny random backbone (its answers are noise).",
         ),
     ] = None,
     max_zooms: Annotated[

@@ -139,6 +139,11 @@ def grpo_command(
         f"finished {len(result.log_history)} log rows; answers scored by {scorer}; "
         f"run folder: {cfg.run_dir}"
     )
+    if result.checkpoint is not None:
+        console.print(
+            f"policy ({cfg.policy.kind}) saved: {result.checkpoint}; try it with "
+            f"`earthvlm ask IMAGE QUESTION --model {cfg.run_dir}`"
+        )
 
 
 __all__ = ["bench_score_fn", "grpo_command", "row_record"]

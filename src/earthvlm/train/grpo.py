@@ -32,33 +32,52 @@ benchmark's ``reward``, say): ``train`` sits below ``eval`` and does not import 
 ``row`` is the task's JSONL object. Without a ``score_fn`` the answer term is exact match
 after case and whitespace folding.
 
+What trains is ``policy.kind``: the whole backbone or a peft LoRA on it (GSD-gated adapters
+need a GSD per view in the forward, which TRL's trainer does not pass). The policy is built
+and saved as SFT builds and saves its model (:func:`earthvlm.train.model.build_model`,
+:func:`~earthvlm.train.model.save_weights`, :func:`earthvlm.train.checkpoint.save_checkpoint`),
+and the run folder's ``config.yaml`` is the matching SFT config (:func:`policy_train_config`),
+so a GRPO run loads wherever an SFT run does (``earthvlm ask --model``, evaluation). A warm
+start is ``model.path``: the ``model/`` folder of an SFT checkpoint on Zoom-in Chains.
+
+No GSD reaches the text unless ``loop.gsd_as_text`` (a GSD-as-text policy): then the
+global view's GSD sentence follows it in the prompt and each crop's observation states
+its GSD, as its chains (``ChainConfig.observation_gsd``) and the inference loop do.
+
 The ``zoom_in`` schema TRL renders is built from :meth:`ZoomEnvironment.zoom_in`'s
-signature and docstring (TRL's convention), not from
-:func:`~earthvlm.uhr.tool.zoom_tool_schema`: the same name and arguments, shorter text.
-Only Qwen3-VL backbones run here: TRL parses tool calls with a response schema it knows
-for Qwen3's chat template, not for Qwen2.5-VL's.
+signature and docstring (TRL's convention); the docstring is written from
+:func:`~earthvlm.uhr.tool.zoom_tool_schema`, so the rendered tool is the one SFT chains
+and the inference loop show (a test compares the rendered prompts). Only Qwen3-VL
+backbones run here: TRL parses tool calls with a response schema it knows for Qwen3's
+chat template, not for Qwen2.5-VL's.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import json
 import math
 import os
-import types
-import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from PIL import Image
 
+from earthvlm.adapters.targets import QWEN_LINEARS
+from earthvlm.data.gsd_text import gsd_sentence
 from earthvlm.data.resolution import Resolution
 from earthvlm.errors import EarthVLMError
-from earthvlm.train.config import ModelConfig
+from earthvlm.scale.gsd import GSD
+from earthvlm.train.config import (
+    AdapterConfig,
+    DataConfig,
+    ModelConfig,
+    TrainConfig,
+)
+from earthvlm.train.config import _build as _build_config  # the one dataclass-from-YAML builder
 from earthvlm.train.rewards import (
     RewardWeights,
     ScoreFn,
@@ -69,7 +88,15 @@ from earthvlm.train.rewards import (
 )
 from earthvlm.uhr.chain import ZOOM_INSTRUCTION, extract_answer, user_text
 from earthvlm.uhr.reader import UHRReader
-from earthvlm.uhr.tool import CALL_CLOSE, CALL_OPEN, ZoomCall, ZoomConfig, execute
+from earthvlm.uhr.tool import (
+    CALL_CLOSE,
+    CALL_OPEN,
+    ZoomCall,
+    ZoomConfig,
+    execute,
+    schema_docstring,
+    zoom_tool_schema,
+)
 from earthvlm.uhr.view import View
 
 TERMS = ("iou", "region", "answer", "format")
@@ -84,7 +111,9 @@ class GRPODataConfig:
 
     tasks: str = ""
     """A JSONL file, one task a line: ``{"source": raster path (relative to the file),
-    "question": ..., "answer": ..., "roi_xyxy_px": [x1, y1, x2, y2] or null}``."""
+    "question": ..., "answer": ..., "roi_xyxy_px": [x1, y1, x2, y2] or null}``, and
+    optionally ``"source_gsd"`` (the record's GSD; default: the raster's georeferencing)
+    and ``"record"`` (for benchmark rewards): ``earthvlm data grpo-tasks`` writes them."""
     global_max_pixels: int | None = None
     """Pixel budget of the global view; ``None``: the processor's ``max_pixels``."""
 
@@ -103,6 +132,11 @@ class ZoomLoopConfig:
     """Smallest crop side in source pixels."""
     instruction: str | None = ZOOM_INSTRUCTION
     """Appended to the question: the model may zoom and decides whether to."""
+    gsd_as_text: bool = False
+    """A GSD-as-text (B3) policy: the global view's GSD sentence follows it in the prompt
+    and each crop's observation states its GSD (:attr:`~earthvlm.uhr.tool.ZoomConfig.
+    observation_gsd`), as its SFT chains and the inference loop do. Off: no GSD in the
+    text (other models must not be handed it)."""
 
     def __post_init__(self) -> None:
         if self.max_zooms < 1:
@@ -157,6 +191,34 @@ class GRPOOptimConfig:
 
 
 @dataclass(frozen=True)
+class PolicyConfig:
+    """What GRPO trains, and so what its checkpoints hold."""
+
+    kind: Literal["full", "lora"] = "full"
+    """``full``: every backbone weight (checkpoints hold ``model/``, a whole backbone);
+    ``lora``: peft LoRA on the frozen backbone's language model (checkpoints hold
+    ``adapter/``; the base must be rebuildable from ``model``: a path or a tiny seed).
+    GSD-gated adapters (CS-HLoRA, MoE-LoRA) are not offered: TRL's forward does not pass
+    a GSD per view."""
+    r: int = 16
+    """LoRA rank."""
+    alpha: float = 32.0
+    """LoRA scaling numerator (updates scaled by alpha / r)."""
+    dropout: float = 0.0
+    """Dropout on the LoRA input."""
+    target_modules: tuple[str, ...] = QWEN_LINEARS
+    """Linear layers wrapped, inside the language model only."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("full", "lora"):
+            raise ValueError(f"policy.kind={self.kind!r}: choose 'full' or 'lora'")
+        AdapterConfig(
+            kind="lora", r=self.r, alpha=self.alpha, dropout=self.dropout,
+            target_modules=self.target_modules, sseu=False,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
 class GRPORunConfig:
     """One GRPO run on the zoom loop."""
 
@@ -167,7 +229,10 @@ class GRPORunConfig:
     seed: int = 0
     """Seed of sampling and data order."""
     model: ModelConfig = field(default_factory=ModelConfig)
-    """The policy's backbone (a Qwen3-VL family)."""
+    """The policy's backbone (a Qwen3-VL family): ``path`` a saved backbone, e.g. the
+    ``model/`` of an SFT warm-start checkpoint."""
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    """Full weights or LoRA."""
     data: GRPODataConfig = field(default_factory=GRPODataConfig)
     """The questions."""
     loop: ZoomLoopConfig = field(default_factory=ZoomLoopConfig)
@@ -176,6 +241,10 @@ class GRPORunConfig:
     """Reward weights (defaults: ZoomEarth's 1, 1, 1, 0.05)."""
     grpo: GRPOOptimConfig = field(default_factory=GRPOOptimConfig)
     """GRPO and the optimiser."""
+    save_every: int = 0
+    """Optimiser steps between checkpoints (0: one checkpoint, at the end of the run)."""
+    keep_last: int = 2
+    """Complete checkpoints kept (older ones are deleted); 0 keeps all."""
 
     def __post_init__(self) -> None:
         if self.model.family != "qwen3_vl":
@@ -183,46 +252,57 @@ class GRPORunConfig:
                 f"model.family={self.model.family!r}: GRPO with tools runs on 'qwen3_vl' "
                 "(TRL parses tool calls only for chat templates it knows)"
             )
+        if not self.name or "/" in self.name or self.name in (".", ".."):
+            raise ValueError(f"name={self.name!r}: a folder name without '/'")
+        for name in ("save_every", "keep_last"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
 
     @property
     def run_dir(self) -> Path:
         return Path(self.output_dir) / self.name
 
-
-def _build(cls: type, data: Any, where: str) -> Any:
-    """A (nested) frozen dataclass from a mapping; unknown keys raise with a suggestion."""
-    if isinstance(data, cls):
-        return data
-    if not isinstance(data, dict):
-        raise ValueError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    hints = typing.get_type_hints(cls)
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in fields:
-            near = difflib.get_close_matches(str(key), list(fields), n=1)
-            hint = f"; did you mean {near[0]!r}?" if near else ""
-            raise ValueError(f"{where}{key}: unknown field{hint} (fields: {sorted(fields)})")
-        hint_t = hints[key]
-        if dataclasses.is_dataclass(hint_t):
-            value = _build(hint_t, value, f"{where}{key}.")
-        elif hint_t is float or (
-            isinstance(hint_t, types.UnionType) and float in typing.get_args(hint_t)
-        ):
-            if isinstance(value, str):  # YAML 1.1 reads 1e-6 as a string
-                try:
-                    value = float(value)
-                except ValueError:
-                    raise ValueError(f"{where}{key}={value!r}: give a number") from None
-            elif isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-        kwargs[key] = value
-    return cls(**kwargs)
+    def to_dict(self) -> dict[str, Any]:
+        """A YAML/JSON-ready dict (tuples as lists) that :func:`grpo_config_from_dict`
+        reads back."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
 def grpo_config_from_dict(data: dict[str, Any]) -> GRPORunConfig:
-    """A :class:`GRPORunConfig` from a (YAML) mapping; the mapping is not modified."""
-    return _build(GRPORunConfig, data, "")
+    """A :class:`GRPORunConfig` from a (YAML) mapping; the mapping is not modified.
+
+    Raises:
+        ValueError: For unknown keys (with a suggestion), wrong types or bad values,
+            naming the dotted key.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"a config is a mapping of fields, got {type(data).__name__}")
+    return _build_config(GRPORunConfig, data)
+
+
+def policy_train_config(cfg: GRPORunConfig) -> TrainConfig:
+    """The :class:`~earthvlm.train.config.TrainConfig` that rebuilds the GRPO policy:
+    stage 1 (a whole backbone) for ``policy.kind: full``, stage 2 with peft LoRA and no
+    SSE-U head for ``lora``; ``data.gsd_as_text`` is the loop's. The run folder's
+    ``config.yaml`` holds it, so :func:`earthvlm.eval.trained.load_trained` (and
+    ``earthvlm ask --model``) load a GRPO run as they load an SFT run."""
+    p = cfg.policy
+    lora = AdapterConfig(kind="lora", r=p.r, alpha=p.alpha, dropout=p.dropout,
+                         target_modules=p.target_modules, sseu=False)  # fmt: skip
+    return TrainConfig(
+        data=DataConfig(  # records: a required field; loaders do not read it
+            records=cfg.data.tasks or "tasks.jsonl",
+            sampler="shuffle",
+            gsd_as_text=cfg.loop.gsd_as_text,
+        ),
+        stage=1 if p.kind == "full" else 2,
+        name=cfg.name,
+        output_dir=cfg.output_dir,
+        seed=cfg.seed,
+        model=cfg.model,
+        adapter=lora,
+        progress=False,
+    )
 
 
 def load_grpo_config(path: str | Path) -> GRPORunConfig:
@@ -233,7 +313,7 @@ def load_grpo_config(path: str | Path) -> GRPORunConfig:
     """
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         return grpo_config_from_dict(data)
     except (OSError, yaml.YAMLError, ValueError, TypeError) as e:
         raise EarthVLMError(f"{path}: {e}") from e
@@ -271,9 +351,23 @@ def load_tasks(path: str | Path) -> list[dict[str, Any]]:
 class ZoomEnvironment:
     """One rollout's UHR image and its ``zoom_in`` tool (a TRL ``environment_factory``
     product). TRL calls :meth:`reset` with the dataset row, exposes every public method
-    but ``reset`` as a tool, and passes the environments to the reward functions."""
+    but ``reset`` as a tool, and passes the environments to the reward functions.
+
+    TRL renders the tool from :meth:`zoom_in`'s signature and docstring; the docstring is
+    made from :func:`~earthvlm.uhr.tool.zoom_tool_schema`, so rollouts see the tool text
+    SFT chains and the inference loop show. Observations without a GSD; a GSD-as-text
+    policy uses :class:`GSDTextZoomEnvironment` (:func:`zoom_environment` picks)."""
+
+    #: Whether observations (and the tool's description) state the crop's GSD.
+    observation_gsd = False
 
     def __init__(self, resolution: Resolution, zoom: ZoomConfig, max_pixels: int | None) -> None:
+        if zoom.observation_gsd != self.observation_gsd:
+            raise ValueError(
+                f"{type(self).__name__} with ZoomConfig(observation_gsd="
+                f"{zoom.observation_gsd}): the tool text would not match the observations; "
+                "use zoom_environment(), which picks the class"
+            )
         self._resolution, self._zoom, self._max_pixels = resolution, zoom, max_pixels
         self._reader: UHRReader | None = None
         self.views: list[View] = []
@@ -287,23 +381,15 @@ class ZoomEnvironment:
         """Open the row's source and show its global view (the prompt's image)."""
         if self._reader is not None:
             self._reader.close()
-        self._reader = UHRReader(row["source"], self._resolution)
+        self._reader = UHRReader(row["source"], self._resolution, gsd=task_gsd(row))
         self.views = [self._reader.global_view(max_pixels=self._max_pixels)]
         self.source_hw = tuple(self._reader.source_hw)  # type: ignore[assignment]
         self.requested_xyxy_px, self.observations = [], []
         self.calls = self.refused = 0
 
-    def zoom_in(
-        self, bbox_2d: list[float], view: int | None = None, label: str | None = None
-    ) -> list[dict[str, Any]] | str:
-        """Zoom into a region of an image you have seen, read at full resolution.
-
-        Args:
-            bbox_2d: The region [x1, y1, x2, y2] in coordinates normalised to 0-1000 along
-                each axis of the image.
-            view: The image the box is drawn on: 0 is the first image. Default: the latest.
-            label: What you expect to find in the region.
-        """
+    # No return annotation: TRL's schema would carry it, and the chains' schema has none.
+    # Returns the crop and its observation ([image part, text part]), or a refusal (text).
+    def zoom_in(self, bbox_2d: list[float], view: int | None = None, label: str | None = None):
         self.calls += 1
         if self._reader is None:
             self.refused += 1
@@ -323,6 +409,28 @@ class ZoomEnvironment:
         self.requested_xyxy_px.append(result.box_xyxy_px)
         image = Image.fromarray(result.view.pixels)
         return [{"type": "image", "image": image}, {"type": "text", "text": result.observation}]
+
+    zoom_in.__doc__ = schema_docstring(zoom_tool_schema("norm1000"))
+
+
+class GSDTextZoomEnvironment(ZoomEnvironment):
+    """:class:`ZoomEnvironment` for a GSD-as-text policy: each observation states the
+    crop's GSD, and the tool's description says it will."""
+
+    observation_gsd = True
+
+    def zoom_in(self, bbox_2d: list[float], view: int | None = None, label: str | None = None):
+        return super().zoom_in(bbox_2d, view, label)
+
+    zoom_in.__doc__ = schema_docstring(zoom_tool_schema("norm1000", gsd=True))
+
+
+def zoom_environment(
+    resolution: Resolution, zoom: ZoomConfig, max_pixels: int | None
+) -> ZoomEnvironment:
+    """The environment whose tool text matches ``zoom.observation_gsd``."""
+    cls = GSDTextZoomEnvironment if zoom.observation_gsd else ZoomEnvironment
+    return cls(resolution, zoom, max_pixels)
 
 
 # -- rewards as TRL reward functions -------------------------------------------------------
@@ -363,7 +471,12 @@ def reward_functions(
 
     def _rows(n: int, kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         keys = [k for k, v in kwargs.items() if isinstance(v, list) and len(v) == n]
-        return [{k: kwargs[k][i] for k in keys} for i in range(n)]
+        rows = [{k: kwargs[k][i] for k in keys} for i in range(n)]
+        for row in rows:  # the task's JSON columns, as the task file had them
+            for key in JSON_COLUMNS & row.keys():
+                if isinstance(row[key], str):
+                    row[key] = json.loads(row[key])
+        return rows
 
     def _first(env: Any) -> Any:
         boxes = getattr(env, "requested_xyxy_px", None) or []
@@ -403,8 +516,32 @@ def reward_functions(
 # -- the run --------------------------------------------------------------------------------
 
 
+#: Task columns of nested, row-dependent shape (a record, its meta, a GSD): Arrow cannot
+#: hold them as columns, so the dataset keeps them as JSON text, decoded where read.
+JSON_COLUMNS = frozenset({"record", "meta", "source_gsd"})
+
+
+def task_gsd(row: dict[str, Any]) -> GSD | None:
+    """The source GSD a task row carries (``source_gsd``, a :meth:`GSD.to_dict
+    <earthvlm.scale.gsd.GSD.to_dict>` mapping or its JSON text), or ``None`` to read it from
+    the raster's georeferencing, as SFT chains do with their records' GSDs.
+
+    Raises:
+        EarthVLMError: If ``source_gsd`` is not a GSD.
+    """
+    value = row.get("source_gsd")
+    if value is None:
+        return None
+    try:
+        gsd = GSD.from_dict(json.loads(value) if isinstance(value, str) else value)
+    except (ValueError, TypeError, KeyError) as e:
+        raise EarthVLMError(f"task {row.get('id', '?')}: source_gsd={value!r}: {e}") from None
+    return gsd if gsd.is_known else None
+
+
 def build_dataset(tasks: Sequence[dict[str, Any]], resolution: Resolution, cfg: GRPORunConfig):
-    """A ``datasets.Dataset`` of conversational prompts with the global view as ``image``."""
+    """A ``datasets.Dataset`` of conversational prompts with the global view as ``image``;
+    the tasks' other keys become columns (:data:`JSON_COLUMNS` as JSON text)."""
     from datasets import Dataset
 
     rows: dict[str, list[Any]] = {"prompt": [], "image": []}
@@ -412,24 +549,58 @@ def build_dataset(tasks: Sequence[dict[str, Any]], resolution: Resolution, cfg: 
     for key in extra:
         rows[key] = []
     for task in tasks:
-        with UHRReader(task["source"], resolution) as reader:
+        with UHRReader(task["source"], resolution, gsd=task_gsd(task)) as reader:
             overview = reader.global_view(max_pixels=cfg.data.global_max_pixels)
         text = user_text(str(task["question"]), cfg.loop.instruction)
-        rows["prompt"].append(
-            [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-        )
+        content: list[dict[str, Any]] = [{"type": "image"}]
+        if cfg.loop.gsd_as_text and overview.gsd.is_known:  # as the loop's B3 user turn
+            content.append({"type": "text", "text": gsd_sentence(overview.gsd.point_m) + " "})
+        content.append({"type": "text", "text": text})
+        rows["prompt"].append([{"role": "user", "content": content}])
         rows["image"].append(Image.fromarray(overview.pixels))
         for key in extra:
-            rows[key].append(task.get(key))
+            value = task.get(key)
+            rows[key].append(json.dumps(value) if key in JSON_COLUMNS else value)
     return Dataset.from_dict(rows)
 
 
 @dataclass
 class GRPOResult:
-    """What a run left: the trainer (its ``state.log_history`` holds the metrics)."""
+    """What a run left.
+
+    Attributes:
+        trainer: The TRL trainer (its ``state.log_history`` holds the metrics).
+        log_history: The logged rows (``rewards/<term>/mean``, ``tools/call_frequency``...).
+        checkpoint: The last checkpoint written (``run_dir/final`` points at it);
+            ``None`` on processes other than the main one.
+    """
 
     trainer: Any
     log_history: list[dict[str, Any]]
+    checkpoint: Path | None = None
+
+
+#: The GRPO recipe, in the run folder and in each checkpoint (``config.yaml`` beside it
+#: is the :func:`policy_train_config` the loaders read).
+GRPO_CONFIG_FILE = "grpo_config.yaml"
+
+
+def _policy(cfg: GRPORunConfig, train_cfg: TrainConfig, backbone: Any) -> Any:
+    """The :class:`~earthvlm.train.model.Parts` of the policy (built as SFT builds its
+    model, so :func:`~earthvlm.train.model.save_weights` writes what loaders read)."""
+    from earthvlm.train.model import Parts, SFTModel, build_model
+
+    if backbone is None:
+        return build_model(train_cfg)
+    if cfg.policy.kind != "full":
+        raise ValueError(
+            "a backbone passed in memory trains with policy.kind=full only: a LoRA "
+            "checkpoint needs a base the loaders can rebuild; save the backbone "
+            "(save_backbone) and set model.path to it"
+        )
+    for p in backbone.model.parameters():
+        p.requires_grad_(True)
+    return Parts(backbone=backbone, module=SFTModel(backbone.model, None))
 
 
 def train_grpo(
@@ -439,44 +610,62 @@ def train_grpo(
     backbone: Any = None,
     tasks: Sequence[dict[str, Any]] | None = None,
 ) -> GRPOResult:
-    """Run GRPO on the zoom loop.
+    """Run GRPO on the zoom loop and save the policy.
+
+    The run folder (``cfg.run_dir``) gets ``config.yaml`` (:func:`policy_train_config`),
+    :data:`GRPO_CONFIG_FILE` and ``checkpoint-{step}/`` folders written by
+    :func:`earthvlm.train.checkpoint.save_checkpoint` (atomically, ``COMPLETE`` last;
+    weights as safetensors by :func:`earthvlm.train.model.save_weights`: ``model/`` or
+    ``adapter/``; optimiser and RNG state; config and provenance), every
+    ``cfg.save_every`` steps and at the end; ``final`` points at the last. Such a folder
+    loads with :func:`earthvlm.eval.trained.load_trained` and ``earthvlm ask --model``.
 
     Args:
         cfg: The run.
         score_fn: Answer correctness ``(row, prediction) -> [0, 1]``; default exact match.
         backbone: A :class:`~earthvlm.models.backbone.Backbone` to train in place of
-            ``cfg.model`` (tests warm one first).
+            ``cfg.model`` (``policy.kind: full`` only; tests warm one first).
         tasks: Tasks in place of ``cfg.data.tasks``.
+
+    Raises:
+        EarthVLMError: If the run folder already holds checkpoints (GRPO runs do not
+            resume; choose another ``name``).
     """
     os.environ.setdefault("TRL_EXPERIMENTAL_SILENCE", "1")
+    from transformers import TrainerCallback
     from trl import GRPOConfig, GRPOTrainer
     from trl.chat_template_utils import add_response_schema
 
-    from earthvlm.models import build_tiny_backbone, load_backbone
+    from earthvlm.io import atomic_write_text
+    from earthvlm.provenance import provenance
+    from earthvlm.train.checkpoint import complete_checkpoints, mark_final, save_checkpoint
+    from earthvlm.train.config import dump_config
+    from earthvlm.train.model import save_weights
 
-    if backbone is None:
-        m = cfg.model
-        if m.path is None:
-            backbone = build_tiny_backbone(
-                m.family, m.size, m.init_seed, min_pixels=m.min_pixels, max_pixels=m.max_pixels
-            )
-        else:
-            backbone = load_backbone(m.path)
+    run = cfg.run_dir
+    if complete_checkpoints(run):
+        raise EarthVLMError(
+            f"{run}: the folder already holds checkpoints of a run; GRPO runs do not resume "
+            "here: choose another name (--set name=...)"
+        )
+    train_cfg = policy_train_config(cfg)
+    parts = _policy(cfg, train_cfg, backbone)
+    backbone = parts.backbone
     if backbone.family != "qwen3_vl":
         raise ValueError(f"backbone family {backbone.family!r}: GRPO with tools needs qwen3_vl")
     processor = add_response_schema(backbone.processor)
     resolution = Resolution.from_processor(processor.image_processor)
     task_list = list(tasks) if tasks is not None else load_tasks(cfg.data.tasks)
     dataset = build_dataset(task_list, resolution, cfg)
-    zoom = ZoomConfig(backbone.box_frame, cfg.loop.min_side_px)
+    zoom = ZoomConfig(backbone.box_frame, cfg.loop.min_side_px, cfg.loop.gsd_as_text)
 
     def factory() -> ZoomEnvironment:
-        return ZoomEnvironment(resolution, zoom, cfg.data.global_max_pixels)
+        return zoom_environment(resolution, zoom, cfg.data.global_max_pixels)
 
     funcs, weights = reward_functions(cfg.rewards, score_fn)
     g = cfg.grpo
     args = GRPOConfig(
-        output_dir=str(cfg.run_dir),
+        output_dir=str(run),
         per_device_train_batch_size=g.batch_size,
         gradient_accumulation_steps=g.grad_accum,
         num_generations=g.num_generations,
@@ -491,23 +680,58 @@ def train_grpo(
         logging_steps=g.logging_steps,
         seed=cfg.seed,
         report_to="none",
-        save_strategy="no",
+        save_strategy="no",  # our checkpoints (below), not the Trainer's pickles
         use_cpu=not _cuda(),
         bf16=False,
         disable_tqdm=True,
         remove_unused_columns=False,
     )
-    backbone.model.train()
+    net = parts.peft_model if parts.peft_model is not None else backbone.model
+    net.train()
     trainer = GRPOTrainer(
-        model=backbone.model,
+        model=net,
         reward_funcs=funcs,
         args=args,
         train_dataset=dataset,
         processing_class=processor,
         environment_factory=factory,
     )
+    main = trainer.accelerator.is_main_process
+    if main:
+        atomic_write_text(run / "config.yaml", dump_config(train_cfg))
+        atomic_write_text(run / GRPO_CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+    saved: list[Path] = []
+
+    def save(step: int) -> None:
+        if not main or (saved and saved[-1].name == f"checkpoint-{step}"):
+            return
+        metrics = next((h for h in reversed(trainer.state.log_history) if "reward" in h), {})
+
+        def write(folder: Path) -> None:
+            save_weights(train_cfg, parts, folder, provenance())
+            recipe = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+            (folder / GRPO_CONFIG_FILE).write_text(recipe, encoding="utf-8")
+
+        state = {"step": step, "config": train_cfg.to_dict(), "metrics": dict(metrics)}
+        ckpt = save_checkpoint(
+            run, step, write_weights=write, optimizer=trainer.optimizer, state=state,
+            keep_last=cfg.keep_last,
+        )  # fmt: skip
+        saved.append(ckpt)
+
+    class _Saver(TrainerCallback):
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if cfg.save_every and state.global_step % cfg.save_every == 0:
+                save(state.global_step)
+
+    trainer.add_callback(_Saver())
     trainer.train()
-    return GRPOResult(trainer, list(trainer.state.log_history))
+    save(trainer.state.global_step)
+    final = None
+    if main:
+        mark_final(run, saved[-1])
+        final = saved[-1]
+    return GRPOResult(trainer, list(trainer.state.log_history), final)
 
 
 def _cuda() -> bool:
@@ -517,10 +741,14 @@ def _cuda() -> bool:
 
 
 __all__ = [
+    "GRPO_CONFIG_FILE",
+    "JSON_COLUMNS",
     "GRPODataConfig",
     "GRPOOptimConfig",
     "GRPOResult",
     "GRPORunConfig",
+    "GSDTextZoomEnvironment",
+    "PolicyConfig",
     "ZoomEnvironment",
     "ZoomLoopConfig",
     "build_dataset",
@@ -528,7 +756,10 @@ __all__ = [
     "grpo_config_from_dict",
     "load_grpo_config",
     "load_tasks",
+    "policy_train_config",
     "reward_functions",
+    "task_gsd",
     "train_grpo",
     "turn_texts",
+    "zoom_environment",
 ]

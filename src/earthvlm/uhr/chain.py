@@ -5,7 +5,7 @@ A Zoom-in Chain is one conversation about a UHR image::
     system:     the zoom_in tool (Qwen's "# Tools" text, see tool_system_prompt)
     user:       [global view] question + ZOOM_INSTRUCTION
     assistant:  <tool_call>{"name": "zoom_in", "arguments": {"bbox_2d": [...]}}</tool_call>
-    tool:       [crop] "Image 1: zoom into image 0 at [...]; 256 x 256 px, native, GSD 0.3 m."
+    tool:       [crop] "Image 1: zoom into image 0 at [...]; 256 x 256 px, native resolution."
     assistant:  answer
 
 Both assistant turns are targets (the collator's training template puts labels on every
@@ -15,7 +15,9 @@ crop are written as PNG files under the output folder, each :class:`~earthvlm.da
 carrying the GSD of what it shows (the project's "one GSD per view" contract), and the
 crop is taken exactly as the inference loop (:mod:`earthvlm.uhr.loop`) takes it: the call's
 box goes through :func:`~earthvlm.uhr.tool.execute`, so training and inference see the
-same windows, sizes and observation text.
+same windows, sizes and observation text. The observation states the crop's GSD only with
+``ChainConfig.observation_gsd`` (chains for GSD-as-text models); each view's GSD is in its
+``ImageRef`` either way, which is how scale-conditioned models receive it.
 
 :func:`template_questions` writes LRS-VQA-Zoom's rule-based subset (sec. III-D1) from an
 image's complete labels (e.g. a synthetic UHR scene's detection record): counts over the
@@ -48,10 +50,10 @@ import json
 import math
 import re
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from PIL import Image
@@ -190,6 +192,11 @@ class ChainConfig:
     (Qwen2.5-VL's, as RSCoVLM does)."""
     tools_in_system: bool = True
     """Start with a system turn describing the tool (:func:`tool_system_prompt`)."""
+    observation_gsd: bool = False
+    """State the crop's GSD in the tool observation (:attr:`~earthvlm.uhr.tool.ZoomConfig.
+    observation_gsd`) and the tool schema. Only for chains that train a GSD-as-text (B3)
+    model (SFT with ``data.gsd_as_text``, whose loop and GRPO runs state it too); other
+    models must not be handed the GSD as text."""
     skip_tasks: tuple[str, ...] = ("detection",)
     """Record tasks left out (``task_skipped``): detection targets are in source pixels,
     the frame of no view the model sees."""
@@ -280,8 +287,9 @@ class ChainWriter:
         self.resolution = resolution
         self.config = config or ChainConfig()
         self.reader_config = reader_config
-        self.zoom_config = ZoomConfig(self.config.box_frame, self.config.min_side_px)
-        self.tools = [zoom_tool_schema(self.config.box_frame)]
+        c = self.config
+        self.zoom_config = ZoomConfig(c.box_frame, c.min_side_px, c.observation_gsd)
+        self.tools = [zoom_tool_schema(c.box_frame, gsd=c.observation_gsd)]
         # source path -> (reader, global view, its ImageRef); the last two sources stay open
         self._open: OrderedDict[Path, tuple[UHRReader, View, ImageRef]] = OrderedDict()
 
@@ -319,7 +327,7 @@ class ChainWriter:
                 f"record {record.id}: task {record.task!r} is in "
                 f"skip_tasks {list(self.config.skip_tasks)}",
             )
-        question, answer = self._question_answer(record)
+        question, answer = question_answer(record)
         if roi_xyxy_px is not None:
             roi, roi_from = _xyxy(roi_xyxy_px), "explicit"
         else:
@@ -380,46 +388,21 @@ class ChainWriter:
             "roi_xyxy_px": [round(v, 3) for v in roi],
             "call_bbox_2d": list(box),
             "box_frame": self.config.box_frame,
+            "observation_gsd": self.config.observation_gsd,
             "window_xyxy_px": list(crop.window_xyxy_px),
             "crop_gsd_m": _gsd_m(crop.gsd),
             "zoom_gain": round(gain, 3),
         }
         return self._record(record, [global_ref, crop_ref], messages, zoom)
 
-    def build(self, records: Iterable[Record]) -> ChainResult:
-        """Chains of many records; each is counted as ok or skipped with its reason."""
-        ledger = Ledger(stage="zoom_chain")
-        out: list[Record] = []
-        failures: list[tuple[str, str, str]] = []
-        for rec in records:
-            try:
-                out.append(self.chain(rec))
-            except ChainError as e:
-                failed = e.reason in (MISSING_IMAGE, UNREADABLE_IMAGE)
-                (ledger.count_failed if failed else ledger.count_skipped)(e.reason)
-                failures.append((rec.id, e.reason, str(e)))
-                continue
-            ledger.count_ok()
-        ledger.check()
-        return ChainResult(out, ledger, failures)
+    def build(
+        self, records: Iterable[Record], *, progress: Callable[[Ledger], None] | None = None
+    ) -> ChainResult:
+        """Chains of many records; each is counted as ok, skipped or failed with its
+        reason; ``progress`` is called with the ledger after each record."""
+        return ChainResult(*collect(records, self.chain, "zoom_chain", progress=progress))
 
     # -- pieces ---------------------------------------------------------------------------
-
-    def _question_answer(self, record: Record) -> tuple[str, str]:
-        if len(record.images) != 1:
-            raise ChainError(
-                NOT_SINGLE_IMAGE,
-                f"record {record.id}: {len(record.images)} "
-                "images; a chain starts from one source image",
-            )
-        users = [m for m in record.messages if m.role == "user"]
-        answers = [m for m in record.messages if m.role == "assistant"]
-        if len(users) != 1 or len(answers) != 1 or record.messages[-1].role != "assistant":
-            raise ChainError(
-                NOT_SINGLE_TURN,
-                f"record {record.id}: a chain needs one user question and one final answer",
-            )
-        return users[0].text().strip(), answers[0].text()
 
     def _system(self) -> list[Message]:
         if not self.config.tools_in_system:
@@ -446,22 +429,11 @@ class ChainWriter:
 
     def _source(self, record: Record) -> tuple[UHRReader, View, ImageRef]:
         ref = record.images[0]
-        if ref.modality != "optical":
-            raise ChainError(
-                UNSUPPORTED_MODALITY,
-                f"record {record.id}: modality {ref.modality!r}; chains take optical images",
-            )
-        try:
-            path = resolve_within(self.root, ref.path)
-        except PathEscapeError as e:
-            raise ChainError(MISSING_IMAGE, f"record {record.id}: {e}") from None
+        path = source_path(record, self.root, check_file=False)
         if path in self._open:
             self._open.move_to_end(path)
             return self._open[path]
-        if not path.is_file():
-            raise ChainError(
-                MISSING_IMAGE, f"record {record.id}: {ref.path}: no such file under {self.root}"
-            )
+        source_path(record, self.root)  # now that it is not open: is it there?
         gsd = ref.gsd if ref.gsd.is_known else None
         try:
             reader = UHRReader(path, self.resolution, gsd=gsd, config=self.reader_config)
@@ -498,6 +470,89 @@ class ChainWriter:
             height=h,
             gsd=view.gsd,
         )
+
+
+#: Reasons that count as failures (the data is broken); the others are skips.
+FAILED_REASONS = (MISSING_IMAGE, UNREADABLE_IMAGE)
+
+T = TypeVar("T")
+
+
+def collect(
+    records: Iterable[Record],
+    make: Callable[[Record], T],
+    stage: str,
+    *,
+    progress: Callable[[Ledger], None] | None = None,
+) -> tuple[list[T], Ledger, list[tuple[str, str, str]]]:
+    """``make`` of each record, counted in a ledger: ok, or skipped / failed
+    (:data:`FAILED_REASONS`) with the reason of the :class:`ChainError` it raised.
+
+    Returns:
+        The results in input order, the ledger, and ``(record id, reason, message)`` per
+        record left out.
+    """
+    ledger = Ledger(stage=stage)
+    out: list[T] = []
+    failures: list[tuple[str, str, str]] = []
+    for rec in records:
+        try:
+            out.append(make(rec))
+        except ChainError as e:
+            (ledger.count_failed if e.reason in FAILED_REASONS else ledger.count_skipped)(e.reason)
+            failures.append((rec.id, e.reason, str(e)))
+        else:
+            ledger.count_ok()
+        if progress is not None:
+            progress(ledger)
+    ledger.check()
+    return out, ledger, failures
+
+
+def source_path(record: Record, root: str | Path, *, check_file: bool = True) -> Path:
+    """The source raster of a single-image record, inside ``root``.
+
+    Raises:
+        ChainError: ``unsupported_modality`` (not optical), ``missing_image`` (a path
+            escaping ``root``, or with ``check_file`` no such file).
+    """
+    ref = record.images[0]
+    if ref.modality != "optical":
+        raise ChainError(
+            UNSUPPORTED_MODALITY,
+            f"record {record.id}: modality {ref.modality!r}; zooming takes optical images",
+        )
+    try:
+        path = resolve_within(root, ref.path)
+    except PathEscapeError as e:
+        raise ChainError(MISSING_IMAGE, f"record {record.id}: {e}") from None
+    if check_file and not path.is_file():
+        raise ChainError(
+            MISSING_IMAGE, f"record {record.id}: {ref.path}: no such file under {root}"
+        )
+    return path
+
+
+def question_answer(record: Record) -> tuple[str, str]:
+    """The question and answer of a single-image, single-question record.
+
+    Raises:
+        ChainError: ``not_single_image`` or ``not_single_turn``.
+    """
+    if len(record.images) != 1:
+        raise ChainError(
+            NOT_SINGLE_IMAGE,
+            f"record {record.id}: {len(record.images)} images; a chain or task starts "
+            "from one source image",
+        )
+    users = [m for m in record.messages if m.role == "user"]
+    answers = [m for m in record.messages if m.role == "assistant"]
+    if len(users) != 1 or len(answers) != 1 or record.messages[-1].role != "assistant":
+        raise ChainError(
+            NOT_SINGLE_TURN,
+            f"record {record.id}: needs one user question and one final answer",
+        )
+    return users[0].text().strip(), answers[0].text()
 
 
 def _text(role: str, text: str) -> Message:
@@ -757,6 +812,7 @@ def _count_mcq(
 __all__ = [
     "CELL_NAMES",
     "CHAIN_TASK",
+    "FAILED_REASONS",
     "MCQ_INSTRUCTION",
     "TOOLS_FOOTER",
     "TOOLS_HEADER",
@@ -767,9 +823,12 @@ __all__ = [
     "ChainWriter",
     "TemplateConfig",
     "build_chains",
+    "collect",
     "extract_answer",
     "label_records",
+    "question_answer",
     "record_roi",
+    "source_path",
     "template_questions",
     "tool_system_prompt",
     "user_text",

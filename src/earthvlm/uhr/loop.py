@@ -10,7 +10,8 @@ up to ``max_zooms`` zooms. Every image carries its own GSD (the project's "one G
 view" contract): a scale-conditioned model (:class:`~earthvlm.models.scaleearth.ScaleEarth`)
 gets one GSD per view through ``generate(gsd=...)``, and its per-token gates put the
 answer under the GSD of the latest crop; a GSD-as-text model (B3) reads each view's GSD
-after its image. The conversation is the one :mod:`earthvlm.uhr.chain` trains on: the
+after its image and in each zoom observation (no other model gets GSD text). The
+conversation is the one :mod:`earthvlm.uhr.chain` trains on: the
 tool schema goes to the chat template's ``tools`` argument when the template has one
 (Qwen3-VL), otherwise into a system turn with the same text (Qwen2.5-VL); crops come back
 in a ``tool`` turn (``user`` for templates without a tool role).
@@ -89,7 +90,10 @@ class LoopConfig:
     """Where the tool schema goes: the template's ``tools`` argument, a system turn, or
     ``auto`` (the template's argument when it renders it)."""
     gsd_as_text: bool = False
-    """State each view's GSD after its image in user turns (the B3 baseline)."""
+    """State each view's GSD as text (the B3 baseline): after its image in user turns, and
+    in the zoom observation and tool schema (:attr:`~earthvlm.uhr.tool.ZoomConfig.
+    observation_gsd`), as its chains and GRPO rollouts do. Also on when the model is a
+    GSD-as-text model (:attr:`ZoomModel.gsd_as_text`); off, no GSD reaches the text."""
 
     def __post_init__(self) -> None:
         if self.max_zooms < 0 or self.max_invalid_calls < 0:
@@ -352,10 +356,12 @@ class _Loop:
         self.generate = generate or model.generate_ids
         bb = model.backbone
         self.template = bb.chat_template()
-        self.zoom_config = ZoomConfig(bb.box_frame, cfg.min_side_px)
+        # GSD text only for models that read it (B3); the scale path gets it via generate()
+        self.gsd_text = cfg.gsd_as_text or model.gsd_as_text
+        self.zoom_config = ZoomConfig(bb.box_frame, cfg.min_side_px, self.gsd_text)
         self.tokenizer = bb.tokenizer
         self.special = sorted({str(t) for t in getattr(self.tokenizer, "all_special_tokens", [])})
-        self.schema = zoom_tool_schema(bb.box_frame)
+        self.schema = zoom_tool_schema(bb.box_frame, gsd=self.gsd_text)
         if cfg.max_zooms == 0:
             self.tools_via = "none"
         elif cfg.tools == "system":
@@ -435,8 +441,8 @@ class _Loop:
         if view is None:
             return {"role": role, "content": [{"type": "text", "text": text}]}
         parts: list[dict[str, Any]] = [{"type": "image", "image": Image.fromarray(view.pixels)}]
-        b3 = self.cfg.gsd_as_text or self.model.gsd_as_text
-        if b3 and role == "user" and view.gsd.is_known:  # as data.gsd_text writes B3 records
+        # as data.gsd_text writes B3 records: the sentence right after the image
+        if self.gsd_text and role == "user" and view.gsd.is_known:
             parts.append({"type": "text", "text": gsd_sentence(view.gsd.point_m) + " "})
         parts.append({"type": "text", "text": text})
         return {"role": role, "content": parts}

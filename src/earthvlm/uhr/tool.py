@@ -86,28 +86,36 @@ _FRAME_WORDS = {
 }
 
 
-def zoom_tool_schema(box_frame: str = "norm1000") -> dict[str, Any]:
+def zoom_tool_schema(box_frame: str = "norm1000", *, gsd: bool = False) -> dict[str, Any]:
     """The ``zoom_in`` tool as a JSON function schema (the ``tools=`` list of a chat
-    template), with the box frame of the backbone (``Backbone.box_frame``) spelled out."""
+    template), with the box frame of the backbone (``Backbone.box_frame``) spelled out.
+
+    The schema has the shape ``transformers.utils.get_json_schema`` gives a typed Python
+    function (no ``minItems`` / ``minimum`` constraints, optional arguments ``nullable``),
+    so that the GRPO environment's ``zoom_in`` method, whose docstring is
+    :func:`schema_docstring` of this schema, renders to the same tool text as SFT chains
+    and the inference loop.
+
+    Args:
+        box_frame: The backbone's box frame.
+        gsd: Say that the tool returns the crop's GSD (as its observation does with
+            :attr:`ZoomConfig.observation_gsd`; for GSD-as-text models only).
+    """
     if box_frame not in BOX_FRAMES:
         raise ValueError(f"box_frame={box_frame!r}: choose one of {list(BOX_FRAMES)}")
+    returns = "Returns a new image of that region read from the full-resolution source"
+    returns += ", with its ground sampling distance (GSD)." if gsd else "."
     return {
         "type": "function",
         "function": {
             "name": ZOOM_TOOL_NAME,
-            "description": (
-                "Zoom into a region of an image you have seen. Returns a new image of that "
-                "region read from the full-resolution source, with its ground sampling "
-                "distance (GSD)."
-            ),
+            "description": f"Zoom into a region of an image you have seen. {returns}",
             "parameters": {
                 "type": "object",
                 "properties": {
                     "bbox_2d": {
                         "type": "array",
                         "items": {"type": "number"},
-                        "minItems": 4,
-                        "maxItems": 4,
                         "description": (
                             f"The region [x1, y1, x2, y2] (top-left, bottom-right) in "
                             f"{_FRAME_WORDS[box_frame]}."
@@ -115,7 +123,7 @@ def zoom_tool_schema(box_frame: str = "norm1000") -> dict[str, Any]:
                     },
                     "view": {
                         "type": "integer",
-                        "minimum": 0,
+                        "nullable": True,
                         "description": (
                             "The image the box is drawn on: 0 is the first (global) image, "
                             "1 the first zoomed image, and so on. Default: the latest image."
@@ -123,6 +131,7 @@ def zoom_tool_schema(box_frame: str = "norm1000") -> dict[str, Any]:
                     },
                     "label": {
                         "type": "string",
+                        "nullable": True,
                         "description": "What you expect to find in the region (optional).",
                     },
                 },
@@ -130,6 +139,15 @@ def zoom_tool_schema(box_frame: str = "norm1000") -> dict[str, Any]:
             },
         },
     }
+
+
+def schema_docstring(schema: dict[str, Any]) -> str:
+    """A Google-style docstring from which ``transformers.utils.get_json_schema`` rebuilds
+    ``schema``'s description and argument descriptions (for a tool given to TRL as a
+    Python method, whose schema is read from its signature and docstring)."""
+    fn = schema["function"]
+    args = [f"    {k}: {v['description']}" for k, v in fn["parameters"]["properties"].items()]
+    return "\n".join([fn["description"], "", "Args:", *args])
 
 
 def format_tool_call(
@@ -338,6 +356,11 @@ class ZoomConfig:
     min_side_px: int = 64
     """Smallest crop side in source pixels. The crop is also grown to the model's
     ``min_pixels`` (area), so the processor never enlarges it."""
+    observation_gsd: bool = False
+    """State the crop's GSD in the observation text. Off by default: a GSD in the text is
+    an extra input that a model not trained on GSD text should not get (a scale-
+    conditioned model receives each view's GSD through its conditioning instead). On
+    for GSD-as-text (B3) models, in their chains, loop and GRPO rollouts alike."""
 
     def __post_init__(self) -> None:
         if self.box_frame not in BOX_FRAMES:
@@ -427,19 +450,34 @@ def execute(
     min_side = max(int(config.min_side_px), math.isqrt(reader.resolution.min_pixels - 1) + 1)
     window = zoom_window(box_px, reader.source_hw, min_side_px=min_side, factor=factor)
     new = reader.read(window)
-    shown = ", ".join(str(_number(v)) for v in fixed.values)
-    if new.is_native:
-        how = "native resolution"
-    else:
-        how = f"{'downsampled' if new.downsample > 1 else 'enlarged'} {new.downsample:.3g}x"
-    observation = (
-        f"Image {n}: zoom into image {index} at [{shown}]; {new.hw[1]} x {new.hw[0]} px, "
-        f"{how}, GSD {new.gsd}."
-    )
+    observation = observation_text(n, index, fixed.values, new, gsd=config.observation_gsd)
     if call.extra_calls:
         observation += f" Only the first tool call was run ({call.extra_calls} more ignored)."
     box = (float(box_px[0]), float(box_px[1]), float(box_px[2]), float(box_px[3]))
     return ZoomResult(observation, new, None, box, (*call.repairs, *fixed.repairs))
+
+
+def observation_text(
+    n: int, index: int, bbox_2d: Sequence[float], view: View, *, gsd: bool = False
+) -> str:
+    """What the model reads beside a new crop: its number, where it zoomed, its size and
+    whether it is native; its GSD only with ``gsd`` (:attr:`ZoomConfig.observation_gsd`).
+    The one text SFT chains, the inference loop and GRPO rollouts all show.
+
+    Args:
+        n: The new image's number (views shown before it).
+        index: The image the box was drawn on.
+        bbox_2d: The box as drawn (after repairs), in the backbone's frame.
+        view: The new view.
+        gsd: State the view's GSD.
+    """
+    shown = ", ".join(str(_number(v)) for v in bbox_2d)
+    if view.is_native:
+        how = "native resolution"
+    else:
+        how = f"{'downsampled' if view.downsample > 1 else 'enlarged'} {view.downsample:.3g}x"
+    text = f"Image {n}: zoom into image {index} at [{shown}]; {view.hw[1]} x {view.hw[0]} px, {how}"
+    return f"{text}, GSD {view.gsd}." if gsd else f"{text}."
 
 
 def zoom_window(
@@ -519,6 +557,9 @@ __all__ = [
     "ZoomResult",
     "execute",
     "format_tool_call",
+    "observation_text",
     "parse_tool_call",
+    "schema_docstring",
+    "zoom_tool_schema",
     "zoom_window",
 ]
