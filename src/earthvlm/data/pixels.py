@@ -297,7 +297,11 @@ class PixelProcessor:
             rgb = Image.fromarray(np.ascontiguousarray(rgb))
         if rgb.size != (w, h):
             rgb = rgb.resize((w, h), resample=BICUBIC)
-        return [np.asarray(band) for band in rgb.split()]
+        # one packed copy per band; split() + asarray copies twice and allocates 3 images
+        return [
+            np.frombuffer(rgb.tobytes("raw", band), dtype=np.uint8).reshape(h, w)
+            for band in "RGB"
+        ]
 
     def _normalise(self, src: np.ndarray, c: int, out: np.ndarray) -> None:
         """``out = (src / (1 / rescale_factor) - mean[c]) / std[c]`` in float32."""
