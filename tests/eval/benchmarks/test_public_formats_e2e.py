@@ -1,6 +1,7 @@
-"""A tiny trained run evaluated end to end on the tiny fixtures of the public formats read
-through source readers: every example reaches the model (SAR views and fused pairs
-included), none is refused by the collator, and every benchmark writes its report."""
+"""A tiny trained run evaluated end to end, through ``earthvlm eval``, on the tiny fixtures
+of the public formats read through source readers: every example reaches the model (SAR
+views and fused pairs included), none is refused by the collator, and every benchmark
+writes its report."""
 
 from __future__ import annotations
 
@@ -8,17 +9,15 @@ import json
 from pathlib import Path
 from types import ModuleType
 
-import pytest
+from typer.testing import CliRunner
 
-from earthvlm.eval.runner import RunConfig, run_benchmarks
-from earthvlm.eval.trained import load_trained
+from earthvlm.cli.main import app
 from earthvlm.synth.dataset import SynthConfig, generate_dataset
 from earthvlm.train import train
 from earthvlm.train.config import config_from_dict
 
 
-@pytest.mark.slow
-def test_tiny_run_on_public_format_fixtures(
+def test_tiny_run_on_public_format_fixtures_from_the_cli(
     tmp_path: Path, gen: ModuleType, source_gen: ModuleType
 ) -> None:
     chips = tmp_path / "chips"
@@ -32,29 +31,31 @@ def test_tiny_run_on_public_format_fixtures(
                   "warmup_ratio": 0.0},
     })  # fmt: skip
     train(cfg)
-    folders = {
-        "earthmind": source_gen.write_earthmind(tmp_path / "earthmind"),
-        "vrsbench_vqa": source_gen.write_vrsbench(tmp_path / "vrsbench"),
-        "vrsbench_grounding": tmp_path / "vrsbench",
-        "xlrs_lite": gen.write_xlrs_lite(tmp_path / "xlrs"),
-        "omniearth": gen.write_omniearth(tmp_path / "omni"),
-        "lrs_gro": gen.write_lrs_gro(tmp_path / "gro"),
-        "meter_ml": gen.write_meter_ml_vhm(tmp_path / "meter"),
+    data = tmp_path / "data"  # one folder per benchmark, named after it (--data)
+    writers = {
+        "earthmind": source_gen.write_earthmind,
+        "vrsbench_vqa": source_gen.write_vrsbench,
+        "vrsbench_grounding": source_gen.write_vrsbench,
+        "xlrs_lite": gen.write_xlrs_lite,
+        "omniearth": gen.write_omniearth,
+        "lrs_gro": gen.write_lrs_gro,
+        "meter_ml": gen.write_meter_ml_vhm,
     }
-    options = {
-        "earthmind": {"setting": "all"},
-        "lrs_gro": {"wordnet": False},
-        "meter_ml": {"vhm_json": "cls_METER_ML.json"},
-    }
+    for name, write in writers.items():
+        write(data / name)
     out = tmp_path / "out"
-    runs = run_benchmarks(load_trained(cfg.run_dir), list(folders), folders.__getitem__, out,
-                          RunConfig(batch_size=4, max_new_tokens=4), options=options)  # fmt: skip
-    assert [r.name for r in runs] == list(folders)
-    assert all(not r.failures for r in runs), {r.name: r.failures for r in runs}
-    for name in folders:
+    args = ["eval", "--model", str(cfg.run_dir), "--bench", ",".join(writers),
+            "--data", str(data), "--out", str(out), "--batch-size", "4",
+            "--max-new-tokens", "4", "--opt", "earthmind.setting=all",
+            "--opt", "meter_ml.vhm_json=cls_METER_ML.json"]  # fmt: skip
+    result = CliRunner(env={"COLUMNS": "200"}).invoke(app, args)
+    assert result.exit_code == 0, result.output
+    for name in writers:
         rows = [json.loads(line) for line in (out / name / "predictions.jsonl").open()]
         assert rows and all(r["failure"] is None for r in rows), name
         assert (out / name / "COMPLETE").exists()
     fused = [r for r in (json.loads(x) for x in (out / "earthmind" / "predictions.jsonl").open())
              if r["id"].startswith("earthmind-bench-fused-")]  # fmt: skip
     assert len(fused) == 8
+    summary = (out / "summary.csv").read_text()
+    assert all(name in summary for name in writers)
