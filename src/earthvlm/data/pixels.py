@@ -299,8 +299,7 @@ class PixelProcessor:
             rgb = rgb.resize((w, h), resample=BICUBIC)
         # one packed copy per band; split() + asarray copies twice and allocates 3 images
         return [
-            np.frombuffer(rgb.tobytes("raw", band), dtype=np.uint8).reshape(h, w)
-            for band in "RGB"
+            np.frombuffer(rgb.tobytes("raw", band), dtype=np.uint8).reshape(h, w) for band in "RGB"
         ]
 
     def _normalise(self, src: np.ndarray, c: int, out: np.ndarray) -> None:
@@ -352,6 +351,19 @@ class PixelProcessor:
             ValueError: For an option this class does not take, or a bad image.
             ImageDecodeError: For a file that cannot be decoded.
         """
+        plan = self.plan(images, **kwargs)
+        out = np.empty((plan.num_patches, self.patch_dim), dtype=np.float32)
+        plan.write(out)
+        return {"pixel_values": out, "image_grid_thw": plan.grids}
+
+    def plan(self, images: ImageLike | Iterable[Any], **kwargs: Any) -> PixelPlan:
+        """Decode and size ``images`` now, write their patches later (:meth:`PixelPlan.write`).
+
+        What :meth:`__call__` does in two steps, so that a caller assembling a batch of
+        several calls writes every image straight into the batch's one array instead of
+        concatenating per-call arrays (a copy of the whole float32 batch). Same arguments
+        and errors as :meth:`__call__`.
+        """
         unknown = {k for k, v in kwargs.items() if v is not None} - _NEUTRAL_KWARGS
         if unknown:
             raise ValueError(
@@ -365,18 +377,48 @@ class PixelProcessor:
         ]
         p = self.patch_size
         grids = np.array([(1, h // p, w // p) for h, w in sizes], dtype=np.int64).reshape(-1, 3)
-        counts = grids.prod(axis=1)
-        out = np.empty((int(counts.sum()), self.patch_dim), dtype=np.float32)
-        start = 0
-        for rgb, size, n in zip(rgbs, sizes, counts.tolist(), strict=True):
-            self._write_patches(self._planes(rgb, size), out[start : start + n])
-            start += n
-        return {"pixel_values": out, "image_grid_thw": grids}
+        return PixelPlan(self, rgbs, sizes, grids)
 
     def fetch_images(self, images: Any) -> Any:
         """Return ``images`` unchanged (the ``ProcessorMixin`` interface; paths are
         decoded in :meth:`__call__`, URLs are refused there)."""
         return images
+
+
+@dataclass(frozen=True)
+class PixelPlan:
+    """Images decoded and sized by :meth:`PixelProcessor.plan`, patches not yet written."""
+
+    processor: PixelProcessor
+    images: list[Image.Image | np.ndarray]
+    """The RGB images, at their source size."""
+    sizes: list[tuple[int, int]]
+    """The ``(height, width)`` each image is resized to."""
+    grids: np.ndarray
+    """``image_grid_thw``: ``(n_images, 3)`` int64."""
+
+    @property
+    def num_patches(self) -> int:
+        """Rows of ``pixel_values``: the patches of all images."""
+        return int(self.grids.prod(axis=1).sum())
+
+    def write(self, out: np.ndarray) -> None:
+        """Write ``pixel_values`` into ``out``: ``(num_patches, patch_dim)`` float32, e.g. a
+        slice of a batch's array.
+
+        Raises:
+            ValueError: If ``out`` has another shape or dtype.
+        """
+        pp = self.processor
+        if out.shape != (self.num_patches, pp.patch_dim) or out.dtype != np.float32:
+            raise ValueError(
+                f"out is {out.dtype} {out.shape}; give float32 ({self.num_patches}, {pp.patch_dim})"
+            )
+        start = 0
+        for rgb, size, n in zip(self.images, self.sizes, self.grids.prod(axis=1).tolist(),
+                                strict=True):  # fmt: skip
+            pp._write_patches(pp._planes(rgb, size), out[start : start + n])
+            start += n
 
 
 def _flatten(images: Any) -> list[Any]:
@@ -388,6 +430,7 @@ def _flatten(images: Any) -> list[Any]:
 __all__ = [
     "BICUBIC",
     "ImageDecodeError",
+    "PixelPlan",
     "PixelProcessor",
     "array_to_rgb",
     "decode_image",
