@@ -157,11 +157,12 @@ def test_failed_samples_are_left_out_and_counted_with_reasons(
     assert batch.ids == ["ok", "ok2"]
     assert batch.ledger.balanced and batch.ledger.ok == 2
     assert dict(batch.ledger.failed) == {
-        "path_escape": 2, "missing_image": 1, "unreadable_image": 1, "unsupported_image": 1,
-        "unsupported_modality": 1, "control_token": 1,
+        "path_escape": 2, "missing_image": 1, "unreadable_image": 1, "unsupported_image": 2,
+        "control_token": 1,
     }  # fmt: skip
     reasons = {rid: reason for rid, reason, _ in batch.failures}
-    assert reasons["symlink"] == "path_escape" and reasons["ms"] == "unsupported_modality"
+    # 8-bit "multispectral" needs its reflectance scale in the record's meta
+    assert reasons["symlink"] == "path_escape" and reasons["ms"] == "unsupported_image"
     assert batch.inputs["input_ids"].shape[0] == 2 and len(batch.gsds) == 2
 
 

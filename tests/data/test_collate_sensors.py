@@ -137,7 +137,7 @@ def test_sar_scaling_is_part_of_the_image_cache_key(bb: Any, root: Path) -> None
 def test_unreadable_sensor_images_are_counted_with_reasons(bb: Any, root: Path) -> None:
     recs = [
         _record("ok", [("images/vv.tif", "sar")], meta={"sar_units": "uint8_db"}),
-        _record("ms", [("images/ms.tif", "multispectral")]),
+        _record("ms", [("images/ms.tif", "multispectral")], meta={"ms_grouping": "pairs"}),
         _record("sar3", [("images/sar3.tif", "sar")]),
         _record("u16", [("images/u16.tif", "sar")]),  # not dB-scaled uint8, not float
         _record("bands", [("images/vv.tif", "sar")], bands=[["VV", "VH"]]),
@@ -147,7 +147,7 @@ def test_unreadable_sensor_images_are_counted_with_reasons(bb: Any, root: Path) 
     batch = Collator(bb, root)(recs)
     assert batch.ids == ["ok"] and batch.modalities == [["sar"]]
     reasons = {rid: reason for rid, reason, _ in batch.failures}
-    assert reasons == {"ms": "unsupported_modality", "sar3": "unsupported_image",
+    assert reasons == {"ms": "unsupported_image", "sar3": "unsupported_image",
                        "u16": "unsupported_image", "bands": "unsupported_image",
                        "units": "unsupported_image", "scaling": "unsupported_image"}  # fmt: skip
     messages = {rid: msg for rid, _, msg in batch.failures}

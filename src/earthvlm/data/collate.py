@@ -17,6 +17,21 @@ GSD list ScaleEarth needs, in batch order.
   ``meta``: ``sar_units`` (``uint8_db``, ``db`` or ``linear_power``) and ``sar_scaling``
   (the map as :meth:`~earthvlm.data.sensors.DbScale.formula` writes it, e.g.
   ``"dB = value / 255 * 40 + -30"``; default :class:`~earthvlm.data.sensors.DbScale`).
+* Multispectral frames: the record's ``meta`` may set ``ms_order`` (bands to use, in
+  frame order; default file order, band names from the image's ``bands``),
+  ``ms_grouping`` (``three_band``, the paper's default, or ``single_band``), ``ms_fill``
+  (``zero`` or ``replicate`` for a last frame short of three bands) and ``ms_scale``
+  (``{dn_per_unit, offset_dn, max_reflectance}`` of
+  :class:`~earthvlm.data.sensors.ReflectanceScale`; required unless the file holds
+  integers wider than 8 bits, read as Sentinel-2-style DN = reflectance x 10000). The
+  frames are shown as consecutive *images*, each with the view's GSD and modality
+  ``multispectral``, and the :class:`~earthvlm.data.sensors.FrameLayout` (band of every
+  channel, value scaling) is recorded per sample (:attr:`CollatedBatch.layouts`). Why
+  images and not Qwen's video path: the video patch embedding merges every two frames
+  into one token (``temporal_patch_size`` 2), which would blend two band groups into
+  one feature; EarthMind's InternVL base shows video frames as consecutive images too.
+  The fusion, segmentation and scale paths, which work on image slots, then take
+  multispectral samples unchanged (frames pass through fusion as single images).
 * Per sample the batch lists its images' modalities in image order
   (:attr:`CollatedBatch.modalities`), what ``EarthFusion(..., modalities=...)`` pairs.
 * With ``read_masks=True`` each record's :class:`~earthvlm.data.record.Mask` entries (PNG
@@ -68,7 +83,17 @@ from earthvlm.data.paths import resolve_within
 from earthvlm.data.pixels import PixelProcessor
 from earthvlm.data.record import ImagePart, ImageRef, Mask, Message, Record
 from earthvlm.data.resolution import smart_resize
-from earthvlm.data.sensors import SAR_UNITS, DbScale, SarUnits, SensorInputError, sar_frames
+from earthvlm.data.sensors import (
+    FILLS,
+    GROUPINGS,
+    SAR_UNITS,
+    DbScale,
+    ReflectanceScale,
+    SarUnits,
+    SensorInputError,
+    multispectral_frames,
+    sar_frames,
+)
 from earthvlm.errors import EarthVLMError, PathEscapeError, RasterError, RecordError
 from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS, open_raster, read_pixels
 from earthvlm.scale.gsd import GSD
@@ -78,10 +103,14 @@ IGNORE_INDEX = -100
 #: Processor outputs with one entry per token (padded) and per image (concatenated).
 _SEQ_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "labels")
 _IMAGE_KEYS = ("pixel_values", "image_grid_thw")
-#: Image modalities the collator reads (``multispectral`` is refused for now).
-READ_MODALITIES = ("optical", "sar")
+#: Image modalities the collator reads.
+READ_MODALITIES = ("optical", "sar", "multispectral")
 #: Record ``meta`` keys that describe its SAR images (see the module docstring).
 SAR_UNITS_KEY, SAR_SCALING_KEY = "sar_units", "sar_scaling"
+#: Record ``meta`` keys that describe its multispectral images (see the module docstring).
+MS_ORDER_KEY, MS_GROUPING_KEY, MS_FILL_KEY, MS_SCALE_KEY = (
+    "ms_order", "ms_grouping", "ms_fill", "ms_scale",
+)  # fmt: skip
 _DB_FORMULA = re.compile(r"dB = value / 255 \* (\S+) \+ (\S+)")
 
 
@@ -122,6 +151,8 @@ class CollatedBatch:
             ``read_masks=False``).
         mask_images: Per sample, the image its masks belong to, as an index over the
             batch's images (``EarthSeg``'s ``mask_images=``), or ``None``.
+        layouts: Per sample, the :class:`~earthvlm.data.sensors.FrameLayout` (as a dict)
+            of each multispectral image it shows, in order (empty when it has none).
         targets: Generation mode: each record's reference answer (its last assistant
             turn); training mode: ``None``.
         ledger: This batch's counts (merge it into the run's ledger).
@@ -137,6 +168,7 @@ class CollatedBatch:
     modalities: list[list[str]] = field(default_factory=list)
     masks: list[np.ndarray | None] = field(default_factory=list)
     mask_images: list[int | None] = field(default_factory=list)
+    layouts: list[list[dict[str, Any]]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -153,6 +185,7 @@ class EncodedSample:
         target: Generation mode: the reference answer (``None`` when there is none).
         masks: ``(K, H, W)`` bool at the size the model sees their image, or ``None``.
         mask_image: The masks' image as a position among this sample's images, or ``None``.
+        layouts: The frame layout (dict) of each multispectral image, in order.
     """
 
     arrays: dict[str, np.ndarray]
@@ -161,6 +194,7 @@ class EncodedSample:
     modalities: list[str]
     masks: np.ndarray | None = None
     mask_image: int | None = None
+    layouts: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -178,6 +212,7 @@ class _Conversation:
     messages: list[dict[str, Any]]
     target: str | None
     shown: list[_Shown] = field(default_factory=list)
+    layouts: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Collator:
@@ -290,29 +325,73 @@ class Collator:
             self._images.popitem(last=False)
         return image
 
-    def _read_image(
-        self, ref: ImageRef, sar: tuple[str | None, DbScale] | None = None
-    ) -> Image.Image:
+    def load_frames(
+        self, ref: ImageRef, meta: Mapping[str, Any] | None = None
+    ) -> tuple[list[Image.Image], dict[str, Any]]:
+        """Read a multispectral image as its RGB-like frames and their layout (a dict).
+
+        Raises:
+            SampleError: As :meth:`load_image`; ``unsupported_image`` for bad band
+                names, options or a missing ``ms_scale``.
+        """
+        options = _ms_options(ref, meta or {})
+        key = (ref.path, ref.modality, repr(options))
+        if self.image_cache and key in self._images:
+            self._images.move_to_end(key)
+            return self._images[key]  # type: ignore[return-value]
+        pixels = self._read_pixels(ref)
+        order, grouping, fill, scale = options
+        if scale is None:
+            if not (np.issubdtype(pixels.dtype, np.integer) and pixels.dtype.itemsize > 1):
+                raise SampleError(
+                    "unsupported_image",
+                    f"{ref.path}: multispectral values of {pixels.dtype}; say how they map to "
+                    f"reflectance in the record's meta[{MS_SCALE_KEY!r}] (dn_per_unit, "
+                    "offset_dn, max_reflectance)",
+                )
+            scale = ReflectanceScale()
+        try:
+            frames = multispectral_frames(
+                pixels, bands=ref.bands or [f"band{i + 1}" for i in range(pixels.shape[0])],
+                order=order, grouping=grouping, fill=fill, scale=scale, gsd=ref.gsd,
+            )  # fmt: skip
+        except SensorInputError as e:
+            raise SampleError("unsupported_image", f"{ref.path}: {e}") from None
+        out = ([Image.fromarray(f, mode="RGB") for f in frames.frames], frames.layout.to_dict())
+        if self.image_cache:
+            self._images[key] = out  # type: ignore[assignment]
+            if len(self._images) > self.image_cache:
+                self._images.popitem(last=False)
+        return out
+
+    def _read_pixels(self, ref: ImageRef) -> np.ndarray:
         try:
             path = resolve_within(self.root, ref.path)
         except PathEscapeError as e:
             raise SampleError("path_escape", str(e)) from None
         if not path.is_file():
             raise SampleError("missing_image", f"{ref.path}: no such file under {self.root}")
-        if ref.modality not in READ_MODALITIES:
-            raise SampleError(
-                "unsupported_modality",
-                f"{ref.path}: modality {ref.modality!r} is not supported by the collator yet "
-                f"(only {', '.join(READ_MODALITIES)}); leave these records out or convert "
-                "them to RGB",
-            )
         try:
             with warnings.catch_warnings():  # plain PNG/JPEG chips have no georeferencing
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with open_raster(path) as ds:
-                    pixels = read_pixels(ds, max_pixels=self.max_read_pixels)
+                    return read_pixels(ds, max_pixels=self.max_read_pixels)
         except RasterError as e:
             raise SampleError("unreadable_image", str(e)) from None
+
+    def _read_image(
+        self, ref: ImageRef, sar: tuple[str | None, DbScale] | None = None
+    ) -> Image.Image:
+        if ref.modality not in ("optical", "sar"):
+            what = (
+                "several frames (Collator.load_frames)" if ref.modality in READ_MODALITIES else ""
+            )
+            raise SampleError(
+                "unsupported_modality",
+                f"{ref.path}: modality {ref.modality!r} is not one image: "
+                f"{what or 'not supported by the collator; convert it to RGB'}",
+            )
+        pixels = self._read_pixels(ref)
         if ref.modality == "sar":
             units, scale = sar or (None, DbScale())
             return _sar_image(ref, pixels, units, scale)
@@ -355,14 +434,19 @@ class Collator:
             for p in m.content:
                 if isinstance(p, ImagePart):
                     ref = rec.images[p.index]
-                    read = self.load_image(ref, rec.meta)
-                    try:  # a random resize (earthvlm.data.augment) is applied here
-                        image = apply_resize(read, rec, p.index)
-                    except RecordError as e:
-                        raise SampleError("stale_resize", str(e)) from None
-                    parts.append({"type": "image", "image": image})
-                    out.shown.append(_Shown(p.index, ref, (read.height, read.width),
-                                            (image.height, image.width)))  # fmt: skip
+                    if ref.modality == "multispectral":  # one image per frame, in order
+                        frames, layout = self.load_frames(ref, rec.meta)
+                        out.layouts.append(layout)
+                    else:
+                        frames = [self.load_image(ref, rec.meta)]
+                    for read in frames:
+                        try:  # a random resize (earthvlm.data.augment) is applied here
+                            image = apply_resize(read, rec, p.index)
+                        except RecordError as e:
+                            raise SampleError("stale_resize", str(e)) from None
+                        parts.append({"type": "image", "image": image})
+                        out.shown.append(_Shown(p.index, ref, (read.height, read.width),
+                                                (image.height, image.width)))  # fmt: skip
                 else:
                     parts.append({"type": "text", "text": p.text})
             out.messages.append({"role": m.role, "content": parts})
@@ -428,6 +512,7 @@ class Collator:
             modalities=[s.ref.modality for s in conv.shown],
             masks=masks,
             mask_image=mask_image,
+            layouts=conv.layouts,
         )
 
     # -- masks ----------------------------------------------------------------------------
@@ -529,6 +614,7 @@ class Collator:
             modalities=[s.modalities for s in samples],
             masks=[s.masks for s in samples],
             mask_images=mask_images,
+            layouts=[s.layouts for s in samples],
         )
 
     def _pad(self, samples: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -578,6 +664,37 @@ def _sar_options(ref: ImageRef, meta: Mapping[str, Any]) -> tuple[str | None, Db
             f"{ref.path}: meta[{SAR_SCALING_KEY!r}]={formula!r} ({e}); write it as "
             f"{DbScale().formula()!r}",
         ) from None
+
+
+def _ms_options(
+    ref: ImageRef, meta: Mapping[str, Any]
+) -> tuple[tuple[str, ...] | None, str, str, ReflectanceScale | None]:
+    """A multispectral image's band order, grouping, fill and scale, from record ``meta``."""
+    order = meta.get(MS_ORDER_KEY)
+    grouping = meta.get(MS_GROUPING_KEY, "three_band")
+    fill = meta.get(MS_FILL_KEY, "zero")
+    raw = meta.get(MS_SCALE_KEY)
+    problem = None
+    if order is not None and (
+        not isinstance(order, list) or not all(isinstance(b, str) for b in order)
+    ):
+        problem = f"meta[{MS_ORDER_KEY!r}]={order!r}: give a list of band names"
+    elif grouping not in GROUPINGS:
+        problem = f"meta[{MS_GROUPING_KEY!r}]={grouping!r}: use one of {GROUPINGS}"
+    elif fill not in FILLS:
+        problem = f"meta[{MS_FILL_KEY!r}]={fill!r}: use one of {FILLS}"
+    scale = None
+    if problem is None and raw is not None:
+        fields = set(ReflectanceScale.__dataclass_fields__)
+        try:
+            if not isinstance(raw, Mapping) or set(raw) - fields:
+                raise ValueError(f"a mapping of {sorted(fields)}")
+            scale = ReflectanceScale(**{k: float(v) for k, v in raw.items()})
+        except (TypeError, ValueError) as e:
+            problem = f"meta[{MS_SCALE_KEY!r}]={raw!r}: {e}"
+    if problem is not None:
+        raise SampleError("unsupported_image", f"{ref.path}: {problem}")
+    return (tuple(order) if order is not None else None), grouping, fill, scale
 
 
 def _sar_image(ref: ImageRef, pixels: np.ndarray, units: str | None, scale: DbScale) -> Image.Image:
