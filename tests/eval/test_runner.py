@@ -62,17 +62,15 @@ def count_generate(model: TrainedModel, monkeypatch: pytest.MonkeyPatch,
                    fail_on_call: int | None = None) -> list[int]:  # fmt: skip
     """Batch sizes of every generate call from now on (raises on call ``fail_on_call``)."""
     calls: list[int] = []
-    scale = model.parts.scale
-    assert scale is not None  # CS-HLoRA decodes through ScaleEarth.generate
-    original = scale.generate
+    original = model.generate  # every run decodes through it (scale path, fusion, [SEG])
 
-    def counted(**kwargs: Any) -> Any:
-        calls.append(int(kwargs["input_ids"].shape[0]))
+    def counted(batch: Any, **kwargs: Any) -> Any:
+        calls.append(int(batch.inputs["input_ids"].shape[0]))
         if fail_on_call is not None and len(calls) == fail_on_call:
             raise RuntimeError("simulated crash")
-        return original(**kwargs)
+        return original(batch, **kwargs)
 
-    monkeypatch.setattr(scale, "generate", counted)
+    monkeypatch.setattr(model, "generate", counted)
     return calls
 
 

@@ -251,15 +251,11 @@ def generate_answers(
               "message": message}
         for rid, reason, message in batch.failures
     }  # fmt: skip
-    if batch.inputs is not None:
-        inputs = {k: v.to(device) for k, v in batch.inputs.items()}
+    if batch.inputs is not None:  # model.generate moves the batch to the model's device
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1,
                   "pad_token_id": collator.pad_id}  # fmt: skip
-        if model.parts.scale is not None:
-            out = model.parts.scale.generate(gsd=batch.gsds, **inputs, **kwargs)
-        else:
-            out = model.parts.module.net.generate(**inputs, **kwargs)
-        new = out[:, inputs["input_ids"].shape[1] :].cpu()
+        out, _masks = model.generate(batch, **kwargs)  # scale path, fused pairs, [SEG]
+        new = out[:, model.model_inputs(batch)["input_ids"].shape[1] :].cpu()
         texts = model.parts.backbone.tokenizer.batch_decode(new, skip_special_tokens=True)
         eos = _eos_ids(model)
         for rid, tokens, text in zip(batch.ids, new.tolist(), texts, strict=True):

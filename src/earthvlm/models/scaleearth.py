@@ -18,6 +18,13 @@ a question about a crop is answered under the crop's GSD while the global view's
 keep theirs. Decoded tokens continue with the last image's GSD. A sample without images
 uses its metadata GSD if given, else the neutral 1 m.
 
+With optical + SAR fusion (:class:`~earthvlm.models.fusion.EarthFusion`, attached as
+``fusion``): every view keeps its own GSD (SSE-U reads and is trained on each image, the
+pair's optical and SAR alike, and each gets its own decision), and the tokens of a fused
+pair take the **SAR image's** scale: the fused tokens lie on the SAR token grid (sec.
+3.2), which also gives them their MRoPE positions. Concatenation keeps two slots, each
+with its own image's scale. Call the fused model through :meth:`ScaleEarth.call`.
+
 Scale rules:
 
 * training (``scale_mode="train"``, Eq. 4): exact GSD -> log10 g, replaced by SSE-U's mu
@@ -135,8 +142,21 @@ class ScaleEarth(nn.Module):
         self.merge = int(inner.visual.spatial_merge_size)
         self._call: _Call | None = None
         self.last = ScaleOutputs()
+        #: An :class:`~earthvlm.models.fusion.EarthFusion` around ``model`` whose image
+        #: groups say which image's scale each placeholder run takes (:meth:`attach_fusion`).
+        object.__setattr__(self, "fusion", None)
         inner.visual.register_forward_hook(self._vision_hook, with_kwargs=True)
         inner.language_model.register_forward_pre_hook(self._lm_pre_hook)
+
+    def attach_fusion(self, fusion: Any) -> None:
+        """Read image groups from ``fusion`` (an ``EarthFusion`` around ``self.model``).
+
+        Kept as a plain attribute, not a submodule: its parameters belong to whoever
+        owns the fusion module (saved under ``fusion.``, not twice).
+        """
+        if fusion is not None and fusion.model is not self.model:
+            raise EarthVLMError("attach_fusion: the EarthFusion must wrap this ScaleEarth's model")
+        object.__setattr__(self, "fusion", fusion)
 
     # -- hooks ----------------------------------------------------------------------------
 
@@ -174,13 +194,41 @@ class ScaleEarth(nn.Module):
             runs.append(r)
         return runs
 
+    def _run_images(self, runs: list[list[tuple[int, int]]]) -> list[list[int]]:
+        """Per sample, the image (index over the batch) whose scale each run takes.
+
+        Without fusion, run k is image k. With fusion, a fused pair's one run takes its
+        SAR image, a concatenated pair's two runs their own images.
+        """
+        groups = self.fusion.last.groups if self.fusion is not None else []
+        if not groups:
+            out, k = [], 0
+            for r in runs:
+                out.append(list(range(k, k + len(r))))
+                k += len(r)
+            return out
+        out = [[] for _ in runs]
+        for g in groups:
+            if g.is_pair and len(g.runs) == 1:
+                out[g.sample].append(g.pair[1])
+            else:
+                out[g.sample].extend(sorted(g.images))
+        if [len(r) for r in out] != [len(r) for r in runs]:
+            raise EarthVLMError(
+                "the fusion's image groups do not match the prompt's image slots; run the "
+                "fused model through ScaleEarth.call"
+            )
+        return out
+
     def _decide(self, call: _Call) -> torch.Tensor:
         cfg = self.config
         ids = call.input_ids
         if ids is None:
             raise EarthVLMError("ScaleEarth needs input_ids to place per-image gates")
         runs = self._image_runs(ids)
-        n_images = sum(len(r) for r in runs)
+        run_images = self._run_images(runs)
+        groups = self.fusion.last.groups if self.fusion is not None else []
+        n_images = sum(len(g.images) for g in groups) or sum(len(r) for r in runs)
         gsds = list(call.gsds) if call.gsds is not None else [None] * n_images
         if len(gsds) != n_images:
             raise EarthVLMError(
@@ -212,22 +260,22 @@ class ScaleEarth(nn.Module):
                 decisions.append(d)
                 s_list.append(torch.tensor(d.log10_gsd, device=device))
         s_image = torch.stack(s_list).float() if s_list else torch.zeros(0, device=device)
-        image_sample = [b for b, r in enumerate(runs) for _ in r]
+        if groups:
+            image_sample = [g.sample for g in groups for _ in g.images]
+        else:
+            image_sample = [b for b, r in enumerate(runs) for _ in r]
         self.last = ScaleOutputs(mu, logvar, s_image, decisions, image_sample)
         neutral = math.log10(cfg.neutral_gsd_m)
         batch, seq = ids.shape
         if not cfg.per_token:
-            rows, k = [], 0
-            for r in runs:
-                rows.append(s_image[k + len(r) - 1] if r else torch.tensor(neutral, device=device))
-                k += len(r)
+            rows = [
+                s_image[im[-1]] if im else torch.tensor(neutral, device=device) for im in run_images
+            ]
             return torch.stack(rows).float()
         s_tok = torch.full((batch, seq), neutral, device=device, dtype=torch.float32)
-        k = 0
         for b, r in enumerate(runs):
             for j, (start, _end) in enumerate(r):
-                s_tok[b, 0 if j == 0 else start :] = s_image[k + j]
-            k += len(r)
+                s_tok[b, 0 if j == 0 else start :] = s_image[run_images[b][j]]
         return s_tok
 
     def _train_scale(
@@ -279,6 +327,21 @@ class ScaleEarth(nn.Module):
         """
         mode = scale_mode or ("train" if self.training else "infer")
         return self._run(self.model, gsd, mode, seed, inputs)
+
+    def call(
+        self,
+        fn: Any,
+        *,
+        gsd: Sequence[GSD | None] | None = None,
+        scale_mode: str | None = None,
+        seed: int | None = None,
+        **inputs: Any,
+    ) -> Any:
+        """``fn(**inputs)`` with GSD-conditioned gates, where ``fn`` runs ``self.model``
+        inside a wrapper (an :class:`~earthvlm.models.fusion.EarthFusion` or
+        :class:`~earthvlm.models.seg.EarthSeg` around it, or their ``generate``)."""
+        mode = scale_mode or ("train" if self.training else "infer")
+        return self._run(fn, gsd, mode, seed, inputs)
 
     @torch.no_grad()
     def generate(self, *, gsd: Sequence[GSD | None] | None = None, **inputs: Any) -> Any:

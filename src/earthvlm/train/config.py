@@ -35,6 +35,8 @@ import yaml
 from earthvlm.adapters.targets import QWEN_LINEARS
 from earthvlm.data.augment import AugmentConfig
 from earthvlm.errors import EarthVLMError
+from earthvlm.fusion.config import METHODS as FUSION_METHODS
+from earthvlm.fusion.config import FusionConfig
 
 #: The linear layers of a Qwen language-model block (ScaleEarth App. C: "all linear
 #: projections in the LLM").
@@ -296,6 +298,100 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class FusionTrainConfig:
+    """Optical + SAR fusion between the projector and the language model (EarthMind sec.
+    3.2): the method and its options; the token width is the backbone's hidden size.
+
+    Samples whose images include an optical image next to a SAR image are fused
+    (:class:`~earthvlm.models.fusion.EarthFusion`); every other image passes through.
+    """
+
+    method: str = "hca"
+    """``hca`` (Eq. 2-7, learnable lambda), ``fixed`` (the release's variant: lambda frozen
+    at ``lambda_init``), or a Table 4 baseline: ``concat``, ``average``, ``cosine``."""
+    pooling: str = "avg"
+    """Optical tokens onto the SAR grid: adaptive ``avg`` / ``max`` pooling, or ``none``."""
+    lambda_init: float = 0.5
+    """Initial lambda of Eq. 6 (learned by ``hca``), in (0, 1)."""
+    score_scale: str = "tokens"
+    """``tokens``: alpha and beta scaled by the token count; ``none``: Eq. 3/5 as written."""
+    temperature: float = 1.0
+    """Divides the sensors' scores before Eq. 7's two-way softmax."""
+    lr: float | None = None
+    """Peak learning rate of the fusion module; ``None``: ``optim.lr``."""
+
+    def __post_init__(self) -> None:
+        try:
+            self.build(1)
+        except ValueError as e:
+            raise ValueError(f"fusion.{e}") from None
+        if self.lr is not None and not self.lr >= 0:
+            raise ValueError(f"fusion.lr={self.lr}: must be >= 0 or null")
+
+    def build(self, dim: int) -> FusionConfig:
+        """The :class:`~earthvlm.fusion.FusionConfig` for tokens ``dim`` wide."""
+        return FusionConfig(
+            dim=dim, method=self.method, pooling=self.pooling, lambda_init=self.lambda_init,
+            score_scale=self.score_scale, temperature=self.temperature,
+        )  # fmt: skip
+
+
+#: Mask decoder kinds (``earthvlm.models.seg.DECODER_KINDS``; kept here torch-free).
+SEG_DECODERS = ("light", "sam")
+
+
+@dataclass(frozen=True)
+class SegTrainConfig:
+    """Referring segmentation: a ``[SEG]`` token prompting a mask decoder (EarthMind sec.
+    3.1, 3.3, App. D). Records whose answer holds ``[SEG]`` and that carry masks train
+    the decoder; the loss adds ``loss_weight * (bce_weight * BCE + dice_weight * Dice)``."""
+
+    kind: str = "light"
+    """``light`` (the compact decoder trained here) or ``sam`` (a SAM-style decoder whose
+    weights are on disk: ``weights_path``, ``sam_class``)."""
+    dim: int = 64
+    """The light decoder's internal width."""
+    heads: int = 4
+    """Attention heads of the light decoder."""
+    weights_path: str | None = None
+    """``sam``: the local folder of the decoder's weights (never downloaded)."""
+    sam_class: str | None = None
+    """``sam``: ``"module:Class"`` of the decoder (``earthvlm.models.seg.MaskDecoder``)."""
+    bce_weight: float = 2.0
+    """Weight of the pixel binary cross-entropy (sec. 3.3; LISA's 2.0)."""
+    dice_weight: float = 0.5
+    """Weight of the Dice loss (sec. 3.3; LISA's 0.5)."""
+    loss_weight: float = 1.0
+    """Weight of the whole mask loss against the language loss."""
+    train_token: bool = True
+    """Stage 2: train the ``[SEG]`` rows of the (otherwise frozen) embeddings and output
+    head, so that the model learns when to emit it. Gradients of every other row are
+    zeroed; note that AdamW then keeps moments for the whole matrix."""
+    lr: float | None = None
+    """Peak learning rate of the decoder and the ``[SEG]`` rows; ``None``: ``optim.lr``."""
+
+    def __post_init__(self) -> None:
+        if self.kind not in SEG_DECODERS:
+            raise ValueError(f"seg.kind={self.kind!r}: choose one of {list(SEG_DECODERS)}")
+        for name in ("dim", "heads"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"seg.{name}={getattr(self, name)}: must be >= 1")
+        if self.dim % self.heads:
+            raise ValueError(f"seg.dim={self.dim} must be a multiple of seg.heads={self.heads}")
+        if self.kind == "sam" and not (self.weights_path and self.sam_class):
+            raise ValueError(
+                "seg.kind=sam needs seg.weights_path (the local weights folder) and "
+                "seg.sam_class ('module:Class'); or use seg.kind=light"
+            )
+        for name in ("bce_weight", "dice_weight", "loss_weight"):
+            v = getattr(self, name)
+            if not (v >= 0 and v != float("inf")):
+                raise ValueError(f"seg.{name}={v}: must be a finite number >= 0")
+        if self.lr is not None and not self.lr >= 0:
+            raise ValueError(f"seg.lr={self.lr}: must be >= 0 or null")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """One SFT run (ScaleEarth stage 1 or stage 2)."""
 
@@ -333,6 +429,10 @@ class TrainConfig:
     leaving the schedule as for the whole run; resume continues from there."""
     progress: bool = True
     """Show a progress bar (main process only)."""
+    fusion: FusionTrainConfig | None = None
+    """Optical + SAR fusion (EarthMind); ``null``: images pass to the LM unchanged."""
+    seg: SegTrainConfig | None = None
+    """Referring segmentation with ``[SEG]`` and a mask decoder; ``null``: off."""
 
     def __post_init__(self) -> None:
         if self.stage not in (1, 2):
@@ -354,10 +454,16 @@ class TrainConfig:
                 "model.load_in_4bit=true with stage=1: full fine-tuning cannot update NF4 "
                 "weights; quantise only the frozen stage-2 backbone"
             )
-        if self.stage == 2 and self.adapter.kind == "none" and not self.adapter.sseu:
+        if (
+            self.stage == 2
+            and self.adapter.kind == "none"
+            and not self.adapter.sseu
+            and self.fusion is None
+            and self.seg is None
+        ):
             raise ValueError(
                 "stage=2 with adapter.kind=none and adapter.sseu=false trains nothing; "
-                "choose an adapter or enable the SSE-U head"
+                "choose an adapter, enable the SSE-U head, or add a fusion / seg section"
             )
 
     @property
@@ -559,11 +665,14 @@ def dump_config(cfg: TrainConfig) -> str:
 
 
 __all__ = [
+    "FUSION_METHODS",
     "QWEN_LINEARS",
     "AdapterConfig",
     "DataConfig",
+    "FusionTrainConfig",
     "ModelConfig",
     "OptimConfig",
+    "SegTrainConfig",
     "SynthDataConfig",
     "TrainConfig",
     "apply_overrides",

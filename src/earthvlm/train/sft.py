@@ -6,6 +6,14 @@ the model, the joint loss, clip, step, log, checkpoint.
 
     stage 1:  L = L_VLM                                    (sec. 3.1)
     stage 2:  L = L_VLM(s_eff) + lambda_gsd(t) * L_nll     (Eq. 4)
+    + seg:    L += seg.loss_weight * (BCE + Dice)          (EarthMind sec. 3.3)
+
+With a ``fusion`` section each batch is put in the fused layout (one image slot per
+optical + SAR pair, :meth:`~earthvlm.models.fusion.EarthFusion.collapse_pairs`) and the
+pairs come from the collator's per-sample modalities; with ``seg`` the collator reads the
+records' masks, and a sample's masks are targets when its answer holds ``[SEG]`` (one
+per mask). Fusion and segmentation are joint with the rest of the data (EarthMind App.
+H): a batch may mix single-sensor, paired, segmentation and plain samples.
 
 Stages and adapters are configuration (:mod:`earthvlm.train.config`), not copies of
 this loop. The loop runs on ``accelerate``: unchanged on one CPU process, on several
@@ -209,7 +217,10 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
         ckpt_io.restore_rng(resumed_from, state)
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         say(f"resuming from {resumed_from} (step {step} of {total})")
-    collator = Collator(parts.backbone, data.root, max_length=cfg.data.max_length)
+    collator = Collator(
+        parts.backbone, data.root, max_length=cfg.data.max_length,
+        read_masks=parts.seg is not None,
+    )  # fmt: skip
     layers = gated(parts)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -283,18 +294,23 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
                             # every sample failed: a zero loss keeps processes in step
                             loss = sum(p.sum() * 0.0 for p in trainable)
                         else:
-                            inputs = {k: v.to(accelerator.device) for k, v in batch.inputs.items()}
+                            inputs, extra = model_inputs(parts, batch, accelerator.device)
                             seed = ((cfg.seed * 1_000_003 + step) * accum + j) * procs
-                            loss_vlm, loss_nll = module(
-                                inputs, batch.gsds, seed=seed + accelerator.process_index
-                            )
-                            loss = loss_vlm + lam * loss_nll
+                            loss_vlm, loss_nll, loss_seg = module(
+                                inputs, batch.gsds, seed=seed + accelerator.process_index,
+                                **extra,
+                            )  # fmt: skip
+                            loss = loss_vlm + lam * loss_nll + loss_seg
                             if not math.isfinite(loss.item()):
                                 raise EarthVLMError(
                                     f"the loss is {loss.item()} at step {step + 1} (records "
                                     f"{batch.ids[:4]}); lower optim.lr or check those samples"
                                 )
                             _measure(sums, counts, loss, loss_vlm, loss_nll, inputs, batch)
+                            if parts.seg is not None:
+                                _add(sums, "loss_seg", loss_seg.item())
+                            if parts.fusion is not None:
+                                _measure_fusion(sums, counts, parts)
                             if parts.scale is not None:
                                 _measure_scale(sums, counts, parts, layers, batch.gsds)
                         accelerator.backward(loss)
@@ -378,6 +394,41 @@ def _measure(
     counts["micro"] += 1
 
 
+def model_inputs(parts: Any, batch: Any, device: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A collated batch as the run's model reads it: ``(inputs, extra)``.
+
+    ``inputs`` are on ``device``, in the fused layout when the run fuses; ``extra`` holds
+    the keyword arguments of fusion (``modalities``) and segmentation (``masks``,
+    ``mask_images``: a sample's masks are targets only when its sequence holds ``[SEG]``
+    tokens, so records that carry masks for other questions train as plain samples).
+    """
+    inputs = parts.fused_layout(batch.inputs, batch.modalities)
+    inputs = {k: v.to(device) for k, v in inputs.items()}
+    extra: dict[str, Any] = {}
+    if parts.fusion is not None:
+        extra["modalities"] = batch.modalities
+    if parts.seg is not None:
+        n_seg = (inputs["input_ids"] == parts.seg_token_id).sum(1).tolist()
+        masks: list[torch.Tensor | None] = []
+        for k, m in zip(n_seg, batch.masks or [None] * len(n_seg), strict=True):
+            masks.append(torch.from_numpy(m).to(device) if k and m is not None else None)
+        extra["masks"] = masks
+        extra["mask_images"] = list(batch.mask_images) or None
+    return inputs, extra
+
+
+def _measure_fusion(sums: dict[str, float], counts: dict[str, int], parts: Any) -> None:
+    """Add the fusion's view of the micro-batch: HCA's lambda and mean optical weight."""
+    fused = [f for f in parts.fusion.last.fused if f.weights is not None and len(f)]
+    if fused:
+        w = torch.cat([f.weights.detach().float() for f in fused])
+        _add(sums, "fusion_w_optical", float(w[:, 0].mean()))
+        counts["fused"] = counts.get("fused", 0) + 1
+    lam = getattr(parts.fusion.fusion, "lam", None)  # HCA's lambda (Eq. 6), if any
+    if isinstance(lam, torch.Tensor):
+        sums["fusion_lambda"] = float(lam.detach())
+
+
 def _measure_scale(
     sums: dict[str, float], counts: dict[str, int], parts: Any, layers: dict, gsds: list
 ) -> None:
@@ -407,6 +458,12 @@ def _row(
     row: dict[str, Any] = {"step": step}
     for key in ("loss", "loss_vlm", "loss_nll"):
         row[key] = sums[key] / n if key in sums else None
+    if "loss_seg" in sums:
+        row["loss_seg"] = sums["loss_seg"] / n
+    if counts.get("fused"):
+        row["fusion_w_optical"] = sums["fusion_w_optical"] / counts["fused"]
+    if "fusion_lambda" in sums:
+        row["fusion_lambda"] = sums["fusion_lambda"]
     row["lambda"] = lam
     main = [g for g in optimizer.param_groups if g["name"] in ("adapter", "llm_projector")]
     row["lr"] = (main or optimizer.param_groups)[0]["lr"]
@@ -527,4 +584,4 @@ def _save(
     return path
 
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "model_inputs", "train"]
