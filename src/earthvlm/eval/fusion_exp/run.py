@@ -1,0 +1,194 @@
+"""Running the fusion experiment: data, one SFT run per fusion method, evaluation.
+
+Every method trains through :func:`earthvlm.train.sft.train` with the same
+:class:`~earthvlm.train.config.TrainConfig` but for its ``fusion.method``
+(:func:`train_config`): stage 1 (full fine-tuning of a random tiny Qwen-VL, its fusion
+module and its mask decoder; a frozen random backbone could not learn the task), the same
+data, steps, schedule and seed. Runs resume: a finished run's checkpoint is reused.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from earthvlm.data.jsonl import read_records
+from earthvlm.data.record import Record
+from earthvlm.eval.fusion_exp.config import METHOD_LABELS, FusionExpConfig
+from earthvlm.eval.fusion_exp.data import WorldConfig, write_world
+from earthvlm.eval.fusion_exp.evaluate import MASResult, SettingScores, evaluate_model
+from earthvlm.eval.trained import load_trained
+from earthvlm.train.config import TrainConfig, config_from_dict
+from earthvlm.train.sft import train
+
+
+@dataclass
+class MethodResult:
+    """One method's run and scores."""
+
+    method: str
+    label: str
+    run_dir: Path
+    scores: dict[str, SettingScores]
+    mas: MASResult
+    train_loss: list[float]
+    lambda_final: float | None
+    seconds: float
+    seg_loss: list[float] = field(default_factory=list)
+
+
+@dataclass
+class FusionExpResult:
+    """Everything the report needs."""
+
+    config: FusionExpConfig
+    out: Path
+    data: dict[str, Any]
+    methods: dict[str, MethodResult] = field(default_factory=dict)
+    figures: dict[str, Path] = field(default_factory=dict)
+    seconds: float = 0.0
+    prior: dict[str, dict[str, bool]] = field(default_factory=dict)
+    """Per non-visual baseline (:func:`text_prior`), ``item -> correct`` on the held-out
+    MCQs."""
+
+
+def world_config(cfg: FusionExpConfig, split: str) -> WorldConfig:
+    """The generator settings of the ``train`` or ``test`` scenes."""
+    n, seed = (cfg.n_train, cfg.train_data_seed) if split == "train" else (
+        cfg.n_test, cfg.test_data_seed,
+    )  # fmt: skip
+    return WorldConfig(n_scenes=n, size_px=cfg.size_px, cloud_prob=cfg.cloud_prob, seed=seed)
+
+
+def ensure_world(cfg: FusionExpConfig, out: Path, split: str) -> Path:
+    """Write a split's scenes under ``out/data/<split>`` unless already complete."""
+    folder = out / "data" / split
+    if not (folder / "manifest.json").is_file():
+        write_world(folder, world_config(cfg, split))
+    return folder
+
+
+def train_config(cfg: FusionExpConfig, method: str, records: Path, out: Path) -> TrainConfig:
+    """The SFT recipe of one method (the same for all but ``fusion.method``)."""
+    return config_from_dict(
+        {
+            "stage": 1,
+            "name": method,
+            "output_dir": str(out / "runs"),
+            "seed": cfg.seed,
+            "progress": False,
+            "save_every": 0,
+            "keep_last": 1,
+            "model": {"family": cfg.family, "size": "tiny", "init_seed": cfg.seed},
+            "data": {"records": str(records), "sampler": "shuffle", "max_length": 2048},
+            "fusion": {"method": method},
+            "seg": {"dim": cfg.seg_dim, "heads": 2},
+            "optim": {
+                "lr": cfg.lr,
+                "vision_lr": cfg.lr,
+                "batch_size": cfg.batch_size,
+                "grad_accum": 1,
+                "max_steps": cfg.steps,
+                "warmup_ratio": 0.05,
+                "max_grad_norm": 1.0,
+            },
+        }
+    )
+
+
+def text_prior(train: list[Record], test: list[Record]) -> dict[str, dict[str, bool]]:
+    """Per baseline that never looks at the images, ``item -> correct`` on the held-out
+    MCQs: ``majority`` always gives the answer most common in training; ``class prior``
+    gives, for the class asked about, the answer training gave it most often (ties: the
+    first option). A model is only seen to use the images where it beats both.
+    """
+    mcq = [r for r in train if r.task == "mcq" and r.meta["setting"] == "fused"]
+    overall = Counter(r.messages[-1].text() for r in mcq)
+    per_class = Counter((r.meta["class"], r.messages[-1].text()) for r in mcq)
+    out: dict[str, dict[str, bool]] = {"majority": {}, "class prior": {}}
+    for r in test:
+        if r.task == "mcq" and r.meta["setting"] == "fused":
+            options, truth, cls = r.meta["candidates"], r.messages[-1].text(), r.meta["class"]
+            first = {c: -options.index(c) for c in options}
+            out["majority"][r.meta["item"]] = (
+                max(options, key=lambda c: (overall[c], first[c])) == truth
+            )
+            out["class prior"][r.meta["item"]] = (
+                max(options, key=lambda c: (per_class[(cls, c)], first[c])) == truth
+            )
+    return out
+
+
+def _losses(run_dir: Path) -> tuple[list[float], list[float]]:
+    """The run's logged total and mask losses per step (``metrics.jsonl``)."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            if line.strip()]  # fmt: skip
+    return (
+        [float(r["loss"]) for r in rows if r.get("loss") is not None],
+        [float(r["loss_seg"]) for r in rows if r.get("loss_seg") is not None],
+    )
+
+
+def run_experiment(
+    cfg: FusionExpConfig, out: str | Path, *, log: Callable[[str], None] | None = None
+) -> FusionExpResult:
+    """Generate the data, train every method, evaluate, write the report.
+
+    Args:
+        cfg: The experiment's settings.
+        out: The experiment folder (``data/``, ``runs/``, ``report.md``, ``report.json``,
+            ``figures/``).
+        log: Called with a line per stage (default: nothing).
+    """
+    from earthvlm.eval.fusion_exp.report import write_report
+
+    say = log or (lambda line: None)
+    t0 = time.perf_counter()
+    out = Path(out)
+    train_dir, test_dir = ensure_world(cfg, out, "train"), ensure_world(cfg, out, "test")
+    test = read_records(test_dir / "records.jsonl").records
+    data = {
+        s: json.loads((d / "manifest.json").read_text(encoding="utf-8"))
+        for s, d in (("train", train_dir), ("test", test_dir))
+    }
+    say(f"data: {data['train']['records']} training records, {len(test)} held-out records")
+    res = FusionExpResult(cfg, out, data)
+    res.prior = text_prior(read_records(train_dir / "records.jsonl").records, test)
+    quiet = Console(quiet=True)
+    for method in cfg.methods:
+        t = time.perf_counter()
+        tc = train_config(cfg, method, train_dir / "records.jsonl", out)
+        result = train(tc, console=quiet)
+        tm = load_trained(result.run_dir, name=method)
+        scores, mas = evaluate_model(tm, test, test_dir, batch_size=cfg.eval_batch)
+        lam = getattr(tm.parts.fusion.fusion, "lam", None) if tm.parts.fusion else None
+        losses, seg_losses = _losses(result.run_dir)
+        res.methods[method] = MethodResult(
+            method, METHOD_LABELS.get(method, method), result.run_dir, scores, mas, losses,
+            float(lam.detach()) if lam is not None else None, time.perf_counter() - t,
+            seg_losses,
+        )  # fmt: skip
+        fused = scores["fused"].table()["all"]
+        say(f"{method}: trained {tc.optim.max_steps} steps, fused MCQ {fused['mcq_acc']:.3f}, "
+            f"fused mIoU {fused['miou']:.3f} ({time.perf_counter() - t:.0f} s)")  # fmt: skip
+    res.seconds = time.perf_counter() - t0
+    write_report(res)
+    return res
+
+
+__all__ = [
+    "FusionExpResult",
+    "MethodResult",
+    "ensure_world",
+    "run_experiment",
+    "text_prior",
+    "train_config",
+    "world_config",
+]
