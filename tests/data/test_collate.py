@@ -213,3 +213,22 @@ def test_a_random_resize_reaches_the_model_and_a_stale_one_is_refused(
     stale = resized.model_copy(update={"images": [moved]})
     batch = Collator(bb, root)([stale])
     assert len(batch) == 0 and dict(batch.ledger.failed) == {"stale_resize": 1}
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_jpeg_pixels_equal_the_transformers_processor(
+    backbones: dict, tmp_path: Path, family: str
+) -> None:
+    # 4:2:0 JPEG: GDAL's decoder upsamples chroma differently from PIL (what transformers uses)
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    smooth = np.kron(
+        rng.integers(0, 255, (12, 16, 3), dtype=np.uint8), np.ones((8, 8, 1), np.uint8)
+    )
+    Image.fromarray(smooth).save(tmp_path / "chip.jpg", quality=90)
+    bb = backbones[family]
+    got = Collator(bb, tmp_path)([_record("r0", "a field", ["chip.jpg"])]).inputs
+    want = bb.processor.image_processor(Image.open(tmp_path / "chip.jpg"), return_tensors="pt")
+    assert torch.equal(got["image_grid_thw"], want["image_grid_thw"])
+    assert torch.equal(got["pixel_values"], want["pixel_values"])

@@ -9,7 +9,9 @@ GSD list ScaleEarth needs, in batch order.
   :func:`~earthvlm.data.paths.resolve_within` against the dataset root, then
   :func:`~earthvlm.geo.raster.open_raster` / :func:`~earthvlm.geo.raster.read_pixels`
   (magic-byte driver, no VRTs, a pixel budget). 3-band uint8 optical images become PIL
-  RGB images; SAR images (one or two polarisations) become one pseudo-RGB frame through
+  RGB images (JPEG and PNG files are decoded by PIL, as the transformers processor
+  decodes them: GDAL's JPEG decoder gives other pixels); SAR images (one or two
+  polarisations) become one pseudo-RGB frame through
   :func:`~earthvlm.data.sensors.sar_frames`, zero-padded (EarthMind App. H); multispectral
   images are refused for now (``unsupported_modality``).
 * SAR values: uint8 files are dB written through a linear map (``uint8_db``, as the
@@ -59,7 +61,9 @@ such samples are refused (``control_token``).
 
 This module stays torch-free (the ``data`` layer's rule): samples are encoded as NumPy
 arrays and the processor's own ``BatchFeature`` class converts the padded batch to
-tensors.
+tensors. In a batch, each image's patches are written straight into the batch's
+``pixel_values`` (:class:`~earthvlm.data.pixels.PixelPlan`), not into a per-sample array
+that padding would then concatenate (a copy of the whole float32 batch).
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ from rasterio.errors import NotGeoreferencedWarning
 from earthvlm.data.augment import apply_resize
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.paths import resolve_within
-from earthvlm.data.pixels import PixelProcessor
+from earthvlm.data.pixels import ImageDecodeError, PixelPlan, PixelProcessor, decode_image
 from earthvlm.data.record import ImagePart, ImageRef, Mask, Message, Record
 from earthvlm.data.resolution import smart_resize
 from earthvlm.data.sensors import (
@@ -95,7 +99,7 @@ from earthvlm.data.sensors import (
     sar_frames,
 )
 from earthvlm.errors import EarthVLMError, PathEscapeError, RasterError, RecordError
-from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS, open_raster, read_pixels
+from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS, open_raster, read_pixels, sniff_driver
 from earthvlm.scale.gsd import GSD
 
 #: Label value the loss ignores (PyTorch's cross-entropy default).
@@ -279,6 +283,10 @@ class Collator:
         self.processor.image_processor = PixelProcessor.from_image_processor(
             backbone.processor.image_processor, max_read_pixels=max_read_pixels
         )
+        # the same processor for batches: image grids at encoding (all the processor needs
+        # to expand image tokens), patches written by _pad into the batch's one array
+        self._planner = copy.copy(self.processor)
+        self._planner.image_processor = _PlannedPixels(self.processor.image_processor)
         self.mode, self.padding_side, self.max_length = mode, padding_side, max_length
         self.on_error, self.return_tensors = on_error, return_tensors
         self.max_read_pixels = max_read_pixels
@@ -364,13 +372,41 @@ class Collator:
                 self._images.popitem(last=False)
         return out
 
-    def _read_pixels(self, ref: ImageRef) -> np.ndarray:
+    def _path(self, ref: ImageRef) -> Path:
         try:
             path = resolve_within(self.root, ref.path)
         except PathEscapeError as e:
             raise SampleError("path_escape", str(e)) from None
         if not path.is_file():
             raise SampleError("missing_image", f"{ref.path}: no such file under {self.root}")
+        return path
+
+    def _read_plain_rgb(self, ref: ImageRef) -> Image.Image | None:
+        """An RGB JPEG or PNG decoded by PIL, as the transformers processor decodes it;
+        ``None`` for other formats (read through GDAL).
+
+        Why not GDAL: its JPEG decoder upsamples 4:2:0 chroma differently (a fifth of the
+        values differ, by up to ~60 levels, from what the model sees through
+        transformers) and takes ~3x PIL's time (``benchmarks/bench_collate.py``).
+        """
+        path = self._path(ref)
+        try:
+            if sniff_driver(path) not in ("JPEG", "PNG"):
+                return None
+            with Image.open(path) as im:
+                bands = im.getbands()
+            if bands != ("R", "G", "B"):
+                raise SampleError(
+                    "unsupported_image",
+                    f"{ref.path}: {len(bands)} band(s) ({''.join(bands)}); the collator takes "
+                    "3-band uint8 RGB optical images for now",
+                )
+            return decode_image(path, max_pixels=self.max_read_pixels)
+        except (RasterError, ImageDecodeError, OSError) as e:
+            raise SampleError("unreadable_image", str(e)) from None
+
+    def _read_pixels(self, ref: ImageRef) -> np.ndarray:
+        path = self._path(ref)
         try:
             with warnings.catch_warnings():  # plain PNG/JPEG chips have no georeferencing
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
@@ -391,6 +427,8 @@ class Collator:
                 f"{ref.path}: modality {ref.modality!r} is not one image: "
                 f"{what or 'not supported by the collator; convert it to RGB'}",
             )
+        if ref.modality == "optical" and (image := self._read_plain_rgb(ref)) is not None:
+            return image
         pixels = self._read_pixels(ref)
         if ref.modality == "sar":
             units, scale = sar or (None, DbScale())
@@ -469,22 +507,30 @@ class Collator:
         Raises:
             SampleError: If the record cannot become a sample (see the module docstring).
         """
+        return self._encode(rec, planned=False)
+
+    def _encode(self, rec: Record, *, planned: bool) -> EncodedSample:
+        """:meth:`encode_sample`; ``planned``: ``pixel_values`` as a
+        :class:`~earthvlm.data.pixels.PixelPlan`, written by :meth:`_pad`."""
         self._check_text(rec)
         conv = self._conversation(rec)
         train = self.mode == "train"
-        out = self.processor.apply_chat_template(
+        processor = self._planner if planned else self.processor
+        out = processor.apply_chat_template(
             conv.messages,
             chat_template=self.template,
             tokenize=True,
             return_dict=True,
-            return_tensors="np",
+            # lists, made arrays below: with "np" transformers flattens every token list
+            # (twice with the assistant mask) only to test it for emptiness
+            return_tensors=None,
             return_assistant_tokens_mask=train,
             add_generation_prompt=not train,
         )
         self._feature_type = type(out)
         sample: dict[str, np.ndarray] = {}
         for key, value in out.items():
-            arr = np.asarray(value)
+            arr = value if isinstance(value, PixelPlan) else np.asarray(value)
             sample[key] = arr[0] if key in _SEQ_KEYS or key == "assistant_masks" else arr
         ids = sample["input_ids"]
         if self.max_length is not None and len(ids) > self.max_length:
@@ -584,7 +630,7 @@ class Collator:
         ids, failures = [], []
         for rec in records:
             try:
-                sample = self.encode_sample(rec)
+                sample = self._encode(rec, planned=True)
             except SampleError as e:
                 if self.on_error == "raise":
                     raise
@@ -637,9 +683,35 @@ class Collator:
             out[key] = rows
         for key in _IMAGE_KEYS:
             parts = [s[key] for s in samples if key in s]
-            if parts:
+            if parts and isinstance(parts[0], PixelPlan):
+                plans = cast(list[PixelPlan], parts)
+                total = sum(p.num_patches for p in plans)
+                pixels = np.empty((total, plans[0].processor.patch_dim), dtype=np.float32)
+                start = 0
+                for plan in plans:
+                    plan.write(pixels[start : start + plan.num_patches])
+                    start += plan.num_patches
+                out[key] = pixels
+            elif parts:
                 out[key] = np.concatenate(parts, axis=0)
         return out
+
+
+class _PlannedPixels:
+    """A :class:`~earthvlm.data.pixels.PixelProcessor` that plans instead of writing:
+    its ``pixel_values`` is a :class:`~earthvlm.data.pixels.PixelPlan`."""
+
+    def __init__(self, pixels: PixelProcessor) -> None:
+        self.pixels = pixels
+
+    def __getattr__(self, name: str) -> Any:  # merge_size, fetch_images, ...
+        if name == "pixels":  # not set yet: while unpickling (DataLoader workers)
+            raise AttributeError(name)
+        return getattr(self.pixels, name)
+
+    def __call__(self, images: Any, **kwargs: Any) -> dict[str, Any]:
+        plan = self.pixels.plan(images, **kwargs)
+        return {"pixel_values": plan, "image_grid_thw": plan.grids}
 
 
 def _sar_options(ref: ImageRef, meta: Mapping[str, Any]) -> tuple[str | None, DbScale]:
