@@ -12,11 +12,12 @@ import pytest
 from earthvlm.data.augment import AugmentConfig, Augmenter
 from earthvlm.data.gsd_text import with_gsd_text
 from earthvlm.data.jsonl import read_records
-from earthvlm.errors import EarthVLMError
+from earthvlm.errors import EarthVLMError, SamplerError
+from earthvlm.scale.tiers import tier_of
 from earthvlm.synth.dataset import SynthConfig, generate_dataset
 from earthvlm.train import TrainConfig, train
 from earthvlm.train.config import DataConfig
-from earthvlm.train.data import SamplePreparer, load_training_data
+from earthvlm.train.data import SamplePreparer, load_training_data, sample_gsd
 from earthvlm.train.metrics import read_metrics
 
 Make = Callable[..., TrainConfig]
@@ -98,7 +99,8 @@ def test_same_seed_same_losses_and_another_seed_differs(
 
 def test_samples_are_augmented_by_key_then_given_gsd_text(mixture_yaml: Path) -> None:
     augment = AugmentConfig(**AUGMENT)
-    cfg = DataConfig(mixture=str(mixture_yaml), gsd_as_text=True, augment=augment)
+    cfg = DataConfig(mixture=str(mixture_yaml), gsd_as_text=True, augment=augment,
+                     exact_share=1.0)  # fmt: skip
     data = load_training_data(cfg, batch_size=8, seed=0)
     assert data.prepare is not None and data.root == mixture_yaml.parent
     first = read_records(mixture_yaml.parent / "a" / "records.jsonl").records[0]
@@ -147,3 +149,43 @@ def test_a_missing_or_too_small_mixture_names_the_field(
     big = _mixture_run(tiny_config, mixture_yaml, "optim.grad_accum=5")  # 20 > 16 draws
     with pytest.raises(EarthVLMError, match=r"data\.mixture=.*fewer than one batch of 20"):
         train(big)
+
+
+def test_an_interrupted_mixture_run_resumes_to_the_same_losses_and_draws(
+    tiny_config: Make, mixture_yaml: Path, tmp_path: Path
+) -> None:
+    # 5 steps of 8 over 16-draw epochs: the interruption at step 3 falls inside epoch 1
+    def run(folder: str, *overrides: str) -> TrainConfig:
+        data = {"records": "", "mixture": str(mixture_yaml), "augment": AUGMENT}
+        cfg = tiny_config(*overrides, output_dir=str(tmp_path / folder), data=data,
+                          optim={"max_steps": 5})  # fmt: skip
+        train(cfg)
+        return cfg
+
+    whole = run("whole")
+    run("split", "stop_after=3")
+    split = run("split")
+    rows_whole, rows_split = read_metrics(whole.run_dir), read_metrics(split.run_dir)
+    assert [r["step"] for r in rows_split] == [1, 2, 3, 4, 5]
+    for key in ("loss", "loss_vlm", "lr", "grad_norm"):
+        assert [r[key] for r in rows_split] == [r[key] for r in rows_whole], key
+    counts_whole = json.loads((whole.run_dir / "data_counts.json").read_text())
+    counts_split = json.loads((split.run_dir / "data_counts.json").read_text())
+    assert counts_split["epochs"] == counts_whole["epochs"]  # the same draws, per subset
+    assert counts_split["augment"] == counts_whole["augment"]
+
+
+def test_mixture_batches_are_balanced_unless_shuffled(mixture_yaml: Path) -> None:
+    balanced = load_training_data(DataConfig(mixture=str(mixture_yaml), exact_share=1.0,
+                                             min_bins=2), batch_size=8, seed=0)  # fmt: skip
+    plain = load_training_data(DataConfig(mixture=str(mixture_yaml), sampler="shuffle"),
+                               batch_size=8, seed=0)  # fmt: skip
+    assert balanced.sampler.gsds is not None and plain.sampler.gsds is None
+    flat = plain.mixture.flat_plan().tolist()
+    assert [i for b in plain.sampler for i in b] == flat  # the draws in order
+    for batch in balanced.sampler:  # the same draws, arranged to span two scale tiers
+        assert set(batch) <= set(flat)
+        tiers = {tier_of(sample_gsd(balanced.records[i])) for i in batch}
+        assert len(tiers - {None}) >= 2
+    with pytest.raises(SamplerError, match=r"data\.mixture=.*every sample is exact.*shuffle"):
+        load_training_data(DataConfig(mixture=str(mixture_yaml)), batch_size=8, seed=0)

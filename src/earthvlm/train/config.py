@@ -121,8 +121,9 @@ class DataConfig:
     mixture: str | None = None
     """A mixture YAML (:mod:`earthvlm.data.mixture`, e.g. ``configs/mixtures/example.yaml``):
     its subsets are drawn online by weight in place of ``records``, and image paths are
-    resolved in the mixture's root. The balanced GSD sampler's per-batch constraints
-    (``sampler``, ``exact_share``, ``min_bins``) do not apply to mixtures yet."""
+    resolved in the mixture's root. With ``sampler: balanced`` the mixture's batches also
+    meet ``exact_share`` and ``min_bins`` over each epoch's draws
+    (:class:`~earthvlm.data.mixture.MixtureBatches`); ``shuffle`` keeps the draws' order."""
     augment: AugmentConfig | None = None
     """Online augmentation (:mod:`earthvlm.data.augment`: prompt templates, synonyms, box
     text style, random resize), drawn per sample from the run seed and the sample's

@@ -8,10 +8,10 @@ batch could never hold two bins. Each batch is then shuffled and cut into the
 micro-batches of this process.
 
 With ``data.mixture`` the records are a :class:`~earthvlm.data.mixture.Mixture`'s
-subsets and the batches its weighted draws (:class:`~earthvlm.data.mixture.MixtureBatches`,
-consecutive slices of each epoch's plan). The balanced GSD sampler's per-batch
-constraints (``exact_share``, ``min_bins``) do not apply to mixtures yet: a batch holds
-whatever the weights drew.
+subsets and the batches its weighted draws (:class:`~earthvlm.data.mixture.MixtureBatches`).
+With ``data.sampler: balanced`` (the default) each batch also meets ``exact_share`` and
+``min_bins`` over the epoch's draws (the weights decide the mix within exact and
+non-exact draws); ``shuffle`` cuts each epoch's plan into consecutive batches.
 
 With ``data.augment`` each sample is augmented (:class:`~earthvlm.data.augment.Augmenter`)
 when its epoch's batches are laid out, in the training process, with the key
@@ -40,7 +40,7 @@ from earthvlm.data.ledger import Ledger
 from earthvlm.data.mixture import Mixture, MixtureBatches
 from earthvlm.data.record import Record
 from earthvlm.data.sampler import BalancedScaleSampler
-from earthvlm.errors import EarthVLMError
+from earthvlm.errors import EarthVLMError, SamplerError
 from earthvlm.io import atomic_write_text
 from earthvlm.scale.gsd import GSD, GSDKind
 from earthvlm.synth.dataset import SynthConfig, generate_dataset
@@ -205,7 +205,17 @@ def load_training_data(cfg: DataConfig, batch_size: int, seed: int) -> TrainingD
     if cfg.gsd_as_text and prepare is None:
         records = [with_gsd_text(r) for r in records]
     try:
-        sampler = MixtureBatches(mixture, batch_size)
+        if cfg.sampler == "shuffle":
+            sampler = MixtureBatches(mixture, batch_size)
+        else:
+            sampler = MixtureBatches(
+                mixture, batch_size, gsds=[sample_gsd(r) for r in records],
+                exact_share=cfg.exact_share, min_bins=cfg.min_bins, seed=seed,
+            )  # fmt: skip
+    except SamplerError as e:
+        raise SamplerError(
+            f"data.mixture={cfg.mixture!r}: {e} (or set data.sampler: shuffle)"
+        ) from None
     except ValueError as e:
         raise EarthVLMError(
             f"data.mixture={cfg.mixture!r}: {e} (a batch is batch_size * grad_accum * "
@@ -265,8 +275,8 @@ class DataCounts:
     """What the run drew, per epoch: samples, per mixture subset, and augmentation counts.
 
     Written to the run folder (:meth:`save`, ``data_counts.json``) at the end of each
-    epoch and of the run; counts cover the samples laid out by this call of ``train``
-    (a resumed run counts from the resumption).
+    epoch and of the run; they cover the whole run: a resumed run first lays out the
+    finished steps again (a function of the seed, epoch and step) to count them.
     """
 
     mixture: Mixture | None = None

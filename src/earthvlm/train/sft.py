@@ -168,7 +168,8 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
     records, sampler = data.records, data.sampler
     say(data.ledger.summary())
     if data.mixture is not None:
-        say(f"{data.mixture.summary()}\n(mixture batches: data.sampler's GSD constraints off)")
+        how = "draws in order" if cfg.data.sampler == "shuffle" else "balanced GSD batches"
+        say(f"{data.mixture.summary()}\n(mixture batches: {how})")
     # mixture draws and augmentation are counted into the run folder's data_counts.json
     data_counts = DataCounts(data.mixture, data.prepare)
     track = data.mixture is not None or data.prepare is not None
@@ -217,6 +218,9 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
         ckpt_io.restore_rng(resumed_from, state)
         step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         say(f"resuming from {resumed_from} (step {step} of {total})")
+        if track:  # data_counts.json covers the whole run, not just this call
+            _recount(data_counts, sampler, data, records, epoch, batch_in_epoch, cfg.seed,
+                     per_device, accum, accelerator.process_index, procs)  # fmt: skip
     collator = Collator(
         parts.backbone, data.root, max_length=cfg.data.max_length,
         read_masks=parts.seg is not None,
@@ -550,6 +554,46 @@ def _check_failures(ledger: Ledger, max_fraction: float) -> None:
             f"than data.max_failed_fraction={max_fraction}; fix the data (earthvlm records "
             "check) or raise the limit"
         )
+
+
+def _recount(
+    counts: DataCounts,
+    sampler: Any,
+    data: Any,
+    records: list[Any],
+    epoch: int,
+    batch_in_epoch: int,
+    seed: int,
+    per_device: int,
+    accum: int,
+    process_index: int,
+    procs: int,
+) -> None:
+    """Count the draws and augmentations of the steps before a resumption.
+
+    The batches, their micro-batches and each sample's augmentation are functions of the
+    seed, the epoch and the step, so laying out the finished steps again (no training)
+    gives the counts the uninterrupted run had there.
+    """
+    for e in range(epoch + 1):
+        sampler.set_epoch(e)
+        done = list(sampler)[: batch_in_epoch if e == epoch else None]
+        micro = [
+            mb
+            for i, batch in enumerate(done)
+            for mb in micro_batches(
+                batch, batch_size=per_device, grad_accum=accum, process_index=process_index,
+                num_processes=procs, seed=f"{seed}:{e}:{i}",
+            )
+        ]  # fmt: skip
+        if not micro:
+            continue
+        counts.add(e, [i for mb in micro for i in mb], len(micro) // accum)
+        if data.prepare is not None:
+            data.prepare.epoch_samples(
+                records, micro, epoch=e, first_step=0, batch_size=per_device,
+                grad_accum=accum, process_index=process_index, num_processes=procs,
+            )  # fmt: skip
 
 
 def _save(
