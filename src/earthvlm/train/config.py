@@ -665,6 +665,9 @@ def dump_config(cfg: TrainConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
+#: The one typed dataclass-from-YAML builder, for other run configs (GRPO's).
+build_dataclass = _build
+
 __all__ = [
     "FUSION_METHODS",
     "QWEN_LINEARS",
@@ -677,6 +680,7 @@ __all__ = [
     "SynthDataConfig",
     "TrainConfig",
     "apply_overrides",
+    "build_dataclass",
     "config_from_dict",
     "dump_config",
     "load_config",

@@ -77,7 +77,7 @@ from earthvlm.train.config import (
     ModelConfig,
     TrainConfig,
 )
-from earthvlm.train.config import _build as _build_config  # the one dataclass-from-YAML builder
+from earthvlm.train.config import build_dataclass as _build_config
 from earthvlm.train.rewards import (
     RewardWeights,
     ScoreFn,
