@@ -10,7 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+import torch
 
 from earthvlm.eval.benchmarks import build_benchmark
 from earthvlm.eval.runner import (
@@ -204,3 +206,22 @@ def test_several_benchmarks_on_scenes_and_a_summary(
     md = (tmp_path / "summary.md").read_text()
     assert "[synth_vqa/report.md](synth_vqa/report.md)" in md
     assert str(model.checkpoint.resolve()) in md
+
+
+def test_a_seg_answer_carries_its_mask_as_rle_at_the_image_size() -> None:
+    from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart
+    from earthvlm.eval.benchmarks.earthmind import parse_mask
+    from earthvlm.eval.runner import mask_text
+
+    rec = Record(
+        id="r", task="referring_segmentation", source="t",
+        images=[ImageRef(path="a.png", width=8, height=8)],
+        messages=[Message(role="user", content=[ImagePart(index=0), TextPart(text="Segment")]),
+                  Message(role="assistant", content="[SEG]")],
+    )  # fmt: skip
+    logits = torch.full((2, 4, 4), -5.0)
+    logits[0, :2, 2:] = 5.0  # the first [SEG]'s mask: top-right quarter at 4 x 4
+    mask = parse_mask(f"It is here. {mask_text(logits, rec)}", 8, 8)
+    expected = np.zeros((8, 8), dtype=bool)
+    expected[:4, 4:] = True
+    assert mask is not None and np.array_equal(mask, expected)

@@ -254,16 +254,48 @@ def generate_answers(
     if batch.inputs is not None:  # model.generate moves the batch to the model's device
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1,
                   "pad_token_id": collator.pad_id}  # fmt: skip
-        out, _masks = model.generate(batch, **kwargs)  # scale path, fused pairs, [SEG]
+        out, masks = model.generate(batch, **kwargs)  # scale path, fused pairs, [SEG]
         new = out[:, model.model_inputs(batch)["input_ids"].shape[1] :].cpu()
         texts = model.parts.backbone.tokenizer.batch_decode(new, skip_special_tokens=True)
         eos = _eos_ids(model)
-        for rid, tokens, text in zip(batch.ids, new.tolist(), texts, strict=True):
+        by_id = {r.id: r for r in records}
+        for b, (rid, tokens, text) in enumerate(zip(batch.ids, new.tolist(), texts, strict=True)):
             ended = any(t in eos for t in tokens)
+            if masks is not None and masks[b] is not None:
+                text = f"{text.strip()} {mask_text(masks[b], by_id[rid])}"
             rows[rid] = {"id": rid, "prediction": text.strip(),
                          "truncated": not ended and len(tokens) >= max_new_tokens,
                          "failure": None}  # fmt: skip
     return [rows[r.id] for r in records]
+
+
+def mask_text(logits: torch.Tensor, record: Record) -> str:
+    """A ``[SEG]`` answer's first mask as text a benchmark reads: uncompressed COCO RLE
+    (JSON) at the size of the record's segmented image (its last), the logits resized
+    bilinearly from the size the model saw, foreground where they are above 0.
+
+    The raw prediction keeps the mask this way (the cache holds text), and scorers that
+    read masks from responses (:func:`earthvlm.eval.benchmarks.earthmind.parse_mask`)
+    score it.
+    """
+    from earthvlm.data.sources._masks import encode_rle
+
+    first = logits[:1].float()[None]  # (1, 1, h, w)
+    ref = record.images[-1] if record.images else None
+    if (
+        ref is not None
+        and ref.width
+        and ref.height
+        and first.shape[-2:]
+        != (
+            ref.height,
+            ref.width,
+        )
+    ):
+        first = torch.nn.functional.interpolate(
+            first, size=(ref.height, ref.width), mode="bilinear", align_corners=False
+        )
+    return json.dumps(encode_rle((first[0, 0] > 0).cpu().numpy()), separators=(",", ":"))
 
 
 def _place(model: TrainedModel, device: torch.device) -> None:
