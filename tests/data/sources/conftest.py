@@ -6,54 +6,24 @@ loaded under a unique module name so that it cannot clash with another ``fixture
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-_NAME = "earthvlm_source_fixtures"
-
-
-def load_generators() -> ModuleType:
-    """The ``fixtures.py`` module beside this file."""
-    if _NAME not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            _NAME, Path(__file__).with_name("fixtures.py")
-        )
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[_NAME] = module
-        spec.loader.exec_module(module)
-    return sys.modules[_NAME]
-
-
-def load_benchmark_generators() -> ModuleType:
-    """The benchmark tests' fixture generators (``tests/eval/benchmarks/fixtures.py``), for
-    the sources whose format a benchmark also reads (one generator per format)."""
-    name = "earthvlm_benchmark_fixtures"
-    if name not in sys.modules:
-        path = Path(__file__).parents[2] / "eval" / "benchmarks" / "fixtures.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot load {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from _generators import benchmark_generators, source_generators
 
 
 @pytest.fixture(scope="session")
 def bench_gen() -> ModuleType:
     """The benchmark tests' fixture generators."""
-    return load_benchmark_generators()
+    return benchmark_generators()
 
 
 @pytest.fixture(scope="session")
 def gen() -> ModuleType:
     """The fixture generators (``gen.write_dota(path)``, ``gen.png(path, w, h)``, ...)."""
-    return load_generators()
+    return source_generators()
 
 
 @pytest.fixture
