@@ -216,7 +216,7 @@ class LRSGROBench(Benchmark):
         r = self._answers([record], [prediction])
         if not r.n:
             return None
-        return float(sum(t.n_correct for t in r.by_source.values()))
+        return float(r.n_correct)
 
     def _summary(
         self,

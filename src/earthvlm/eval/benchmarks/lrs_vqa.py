@@ -135,7 +135,7 @@ class LRSVQABench(Benchmark):
         r = self._score([record], [prediction])
         if not r.n:
             return None
-        return float(sum(t.n_correct for t in r.by_source.values()))
+        return float(r.n_correct)
 
     def _summary(
         self,

@@ -283,10 +283,14 @@ class OpenEndedResult:
         return sum(t.n for t in self.by_source.values())
 
     @property
+    def n_correct(self) -> int:
+        """Correct answers, every source together."""
+        return sum(t.n_correct for t in self.by_source.values())
+
+    @property
     def overall(self) -> float:
         """Correct over all scored items, every source together."""
-        k = sum(t.n_correct for t in self.by_source.values())
-        return k / self.n if self.n else float("nan")
+        return self.n_correct / self.n if self.n else float("nan")
 
     @property
     def headline(self) -> float:
