@@ -23,12 +23,12 @@ reason (``not_an_object``, ``missing_field:<key>``, ``bad_field_type``,
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from earthvlm.data.letters import answer_letters
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart
 from earthvlm.data.sources._base import Row, RowError, SourceReader
 
@@ -55,24 +55,6 @@ def xlrs_prompt(question: str, options: Sequence[str], category: str) -> str:
     """The release's prompt for one row (its spacing kept, run-on sentence included)."""
     listed = "The choices are listed below:\n" + "\n".join(options) + "\n"
     return question + listed + (_MULTI if category == MULTI_ANSWER else _SINGLE)
-
-
-def answer_letters(answer: Any) -> frozenset[str]:
-    """The letter set of an ``answer``: ``"A"``, ``"AB"``, ``"A,B"``, ``"(A)"`` or
-    ``["A", "B"]``.
-
-    Raises:
-        ValueError: If no upper-case letter is found.
-    """
-    if isinstance(answer, str):
-        found = re.findall(r"[A-Z]", answer)
-    elif isinstance(answer, Sequence) and all(isinstance(a, str) for a in answer):
-        found = [a.strip().upper() for a in answer if a.strip()]
-    else:
-        found = []
-    if not found or any(len(f) != 1 for f in found):
-        raise ValueError(f"answer {answer!r} holds no option letters")
-    return frozenset(found)
 
 
 @dataclass(frozen=True)

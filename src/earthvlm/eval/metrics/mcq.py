@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from earthvlm.data.ledger import Ledger
-from earthvlm.data.sources.xlrs import answer_letters
+from earthvlm.data.letters import answer_letters
 from earthvlm.eval.metrics._common import (
     AccuracyTable,
     accuracy_table,
@@ -318,7 +318,7 @@ def extract_choice(
 
 def parse_answer_letters(answer: Any, index: int = 0) -> frozenset[str]:
     """The reference letter set from ``"A"``, ``"AB"``, ``"A,B"``, ``"(A)"`` or ``["A", "B"]``
-    (the release readers' rule, :func:`earthvlm.data.sources.xlrs.answer_letters`).
+    (the release readers' rule, :func:`earthvlm.data.letters.answer_letters`).
 
     Raises:
         ValueError: If no upper-case letter is found.
