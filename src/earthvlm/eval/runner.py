@@ -235,9 +235,9 @@ def generate_answers(
     records: Sequence[Record],
     *,
     max_new_tokens: int,
-    device: torch.device | str = "cpu",
 ) -> list[dict[str, Any]]:
-    """Greedy answers for one batch: a cache row per record, in order.
+    """Greedy answers for one batch: a cache row per record, in order (on the device the
+    model sits on: :meth:`TrainedModel.generate` moves the batch there).
 
     Returns:
         ``{"id", "prediction", "truncated", "failure"}`` per record: the decoded new
@@ -397,7 +397,7 @@ def run_benchmark(
                             image_cache=config.image_cache)  # fmt: skip
         for start in range(0, len(todo), config.batch_size):
             rows = generate_answers(model, collator, todo[start : start + config.batch_size],
-                                    max_new_tokens=max_new, device=procs.device)  # fmt: skip
+                                    max_new_tokens=max_new)  # fmt: skip
             cache.append(rows)
             run.n_generated += sum(r["failure"] is None for r in rows)
             run.failures.update(r["failure"] for r in rows if r["failure"] is not None)
