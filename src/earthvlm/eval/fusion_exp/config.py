@@ -15,6 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from earthvlm.eval.presets import build_preset
 from earthvlm.fusion.config import METHODS
 
 #: Methods in report order, with their labels (Table 4 and the release's variant).
@@ -98,13 +99,7 @@ def preset(name: str, **overrides: Any) -> FusionExpConfig:
     Raises:
         ValueError: For an unknown preset or field.
     """
-    if name not in PRESETS:
-        raise ValueError(f"preset {name!r} unknown; choose from {sorted(PRESETS)}")
-    names = {f.name for f in dataclasses.fields(FusionExpConfig)}
-    bad = sorted(set(overrides) - names)
-    if bad:
-        raise ValueError(f"unknown FusionExpConfig field(s) {bad}; valid: {sorted(names)}")
-    return FusionExpConfig(**{**PRESETS[name], **overrides, "preset": name})
+    return build_preset(FusionExpConfig, PRESETS, name, overrides)
 
 
 __all__ = ["METHOD_LABELS", "PRESETS", "FusionExpConfig", "preset"]

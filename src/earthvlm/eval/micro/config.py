@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from earthvlm.eval.diagnostics.spoof import PAPER_SPOOF_DELTAS, PAPER_SPOOF_GSDS_M
+from earthvlm.eval.presets import build_preset
 
 
 @dataclass(frozen=True)
@@ -135,13 +136,7 @@ def preset(name: str, **overrides: Any) -> MicroConfig:
     Raises:
         ValueError: For an unknown preset or field.
     """
-    if name not in PRESETS:
-        raise ValueError(f"preset {name!r} unknown; choose from {sorted(PRESETS)}")
-    names = {f.name for f in dataclasses.fields(MicroConfig)}
-    bad = sorted(set(overrides) - names)
-    if bad:
-        raise ValueError(f"unknown MicroConfig field(s) {bad}; valid: {sorted(names)}")
-    return MicroConfig(**{**PRESETS[name], **overrides, "preset": name})
+    return build_preset(MicroConfig, PRESETS, name, overrides)
 
 
 __all__ = ["PRESETS", "VARIANTS", "MicroConfig", "Variant", "preset"]
