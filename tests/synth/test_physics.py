@@ -192,3 +192,29 @@ def test_plain_chips_are_flat_and_high_contrast_yet_class_blind() -> None:
         assert np.abs(centre - corner.mean(axis=(1, 2))).max() > 40  # a bright body
     with pytest.raises(ValueError, match="style"):
         render_chip("plane", rng, style="fancy")
+
+
+@pytest.mark.parametrize("cls", ["plane", "ship", "storage tank", "building"])
+def test_instance_masks_follow_the_drawn_silhouette(cls: str) -> None:
+    """The mask is the union of the drawn parts (a plane's cross, not its enclosing
+    square): its area matches the painted area to within the outline's pixels."""
+    from earthvlm.synth.labels import instance_mask
+    from earthvlm.synth.scene import Scene
+
+    gsd, n = 0.5, 128
+    c = CLASSES[cls]
+    length = float(np.mean(c.length_m)) if c.length_m[1] / 0.5 < 100 else 40.0
+    obj = PlacedObject(cls, n * gsd / 2, n * gsd / 2, length, length * c.aspect, 30.0,
+                       c.body[0])  # fmt: skip
+    scene = Scene("farmland", n * gsd, n * gsd, gsd, 0, objects=[obj])
+    canvas = Canvas(n, n, gsd)
+    painted = canvas.paint_object(obj)  # the first part's area; parts may extend it
+    mask = instance_mask(scene, canvas) == 1
+    box_px = obj.length_m * obj.width_m / gsd**2
+    perimeter_px = 2 * (obj.length_m + obj.width_m) / gsd
+    assert mask.sum() <= box_px + perimeter_px
+    if cls == "plane":  # fuselage + wings + tail: well under the enclosing square
+        assert mask.sum() < 0.4 * box_px
+        assert mask.sum() > 0.9 * painted  # at least the fuselage
+    else:
+        assert abs(mask.sum() - painted) <= perimeter_px + 0.1 * painted

@@ -94,12 +94,12 @@ def counts(labels: list[ObjectLabel], *, detectable_only: bool = True) -> Counte
 
 
 def instance_mask(scene: Scene, canvas: Canvas) -> np.ndarray:
-    """A (H, W) uint16 map: 0 background, k + 1 where object k's outline covers the pixel
-    centre (later objects on top)."""
+    """A (H, W) uint16 map: 0 background, k + 1 where object k's outline (the union of
+    its drawn parts: a plane's fuselage, wings and tail, not their enclosing square)
+    covers the pixel centre (later objects on top)."""
     mask = np.zeros((canvas.height, canvas.width), dtype=np.uint16)
     g = canvas.gsd_m
     for k, obj in enumerate(scene.objects):
-        shape = CLASSES[obj.cls].parts[0].shape
         corners = obj.corners_m()
         c0, r0 = canvas.to_px(*corners.min(axis=0))
         c1, r1 = canvas.to_px(*corners.max(axis=0))
@@ -110,12 +110,18 @@ def instance_mask(scene: Scene, canvas: Canvas) -> np.ndarray:
         xs = canvas.origin_m[0] + (np.arange(c0, c1) + 0.5) * g - obj.x_m
         ys = canvas.origin_m[1] + (np.arange(r0, r1) + 0.5) * g - obj.y_m
         c, s = math.cos(math.radians(obj.heading_deg)), math.sin(math.radians(obj.heading_deg))
-        u = xs[None, :] * c - ys[:, None] * s
-        v = xs[None, :] * s + ys[:, None] * c
-        hl, hw = obj.length_m / 2, obj.width_m / 2
-        if shape == "ellipse":
-            inside = (u / hl) ** 2 + (v / hw) ** 2 <= 1
-        else:
-            inside = (np.abs(u) <= hl) & (np.abs(v) <= hw)
+        inside = np.zeros((r1 - r0, c1 - c0), dtype=bool)
+        for part in CLASSES[obj.cls].parts:  # placed as Canvas.paint_object places them
+            du, dv = part.dx * obj.length_m, part.dy * obj.width_m
+            px, py = xs - (du * c + dv * s), ys - (-du * s + dv * c)
+            a = math.radians(obj.heading_deg + part.angle)
+            ca, sa = math.cos(a), math.sin(a)
+            u = px[None, :] * ca - py[:, None] * sa
+            v = px[None, :] * sa + py[:, None] * ca
+            hl, hw = part.length * obj.length_m / 2, part.width * obj.width_m / 2
+            if part.shape == "ellipse":
+                inside |= (u / hl) ** 2 + (v / hw) ** 2 <= 1
+            else:
+                inside |= (np.abs(u) <= hl) & (np.abs(v) <= hw)
         mask[r0:r1, c0:c1][inside] = k + 1
     return mask
