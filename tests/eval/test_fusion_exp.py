@@ -15,16 +15,20 @@ from typer.testing import CliRunner
 from earthvlm.cli.fusion import fusion_app
 from earthvlm.data.jsonl import read_records
 from earthvlm.eval.fusion_exp import preset, run_experiment
-from earthvlm.eval.fusion_exp.data import WorldConfig, write_world
+from earthvlm.eval.fusion_exp.data import CHIP_CLASSES, WorldConfig, write_world
 from earthvlm.eval.fusion_exp.evaluate import (
     MASResult,
     SettingScores,
     evaluate_setting,
+    judge_settings,
     modality_attention,
 )
-from earthvlm.eval.fusion_exp.report import check_claims, paired_iou, paired_mcq
+from earthvlm.eval.fusion_exp.report import check_claims, paired_iou, paired_judge, paired_mcq
 from earthvlm.eval.fusion_exp.run import FusionExpResult, MethodResult, train_config
+from earthvlm.eval.judge_local import VocabularyJudge, local_judge
 from earthvlm.eval.trained import TrainedModel
+from earthvlm.synth.catalogue import CLASSES
+from earthvlm.teacher.fake_server import FakeChatServer
 from earthvlm.train.model import build_model
 
 
@@ -50,15 +54,61 @@ def test_the_world_asks_each_question_in_three_settings(world: Path, tmp_path: P
     mask = np.asarray(Image.open(world / str(fused.masks[0].path)))
     assert mask.shape == (64, 64) and set(np.unique(mask).tolist()) <= {0, 255} and mask.any()
     for r in recs:  # cloud-hidden items are from cloudy scenes, by the recorded share
-        assert r.meta["cloud_hidden"] == (r.meta["hidden_share"] > 0.5)
+        if r.task == "open":
+            assert r.meta["cloud_hidden"] == bool(r.meta["hidden_classes"])
+        else:
+            assert r.meta["cloud_hidden"] == (r.meta["hidden_share"] > 0.5)
         assert not r.meta["cloud_hidden"] or r.meta["cloudy"]
     mcq = next(r for r in recs if r.task == "mcq")
     assert mcq.messages[-1].text() in mcq.meta["candidates"]
     assert mcq.meta["candidates"] == ["yes", "no"]
+    scenes: dict[str, list] = {}
+    for r in recs:
+        if r.meta["setting"] == "fused":
+            scenes.setdefault(r.id.split("-")[1], []).append(r)
+    for items in scenes.values():
+        mcqs = [r for r in items if r.task == "mcq"]
+        yes = [r for r in mcqs if r.messages[-1].text() == "yes"]
+        # up to two present classes (cloud-hidden ones first) and as many absent ones
+        assert 1 <= len(yes) <= 2 and len(mcqs) == 2 * len(yes)
+        assert len({r.meta["class"] for r in mcqs}) == len(mcqs)
+        (open_q,) = [r for r in items if r.task == "open"]
+        present = open_q.meta["classes"]
+        assert {r.meta["class"] for r in yes} <= set(present)
+        if open_q.meta["hidden_classes"]:
+            assert yes[0].meta["class"] in open_q.meta["hidden_classes"]
+        assert open_q.messages[-1].text().endswith(f"{present[-1]}.")
+        assert all(c in open_q.messages[-1].text() for c in present)
     # the same seed writes the same bytes
     again = tmp_path / "again"
     write_world(again, WorldConfig(n_scenes=6, size_px=64, cloud_prob=0.7, seed=2))
     assert (again / "records.jsonl").read_bytes() == (world / "records.jsonl").read_bytes()
+
+
+def test_chip_layout_one_centred_object_per_scene(tmp_path: Path) -> None:
+    cfg = WorldConfig(n_scenes=12, layout="chip", cloud_prob=0.8, seed=3)
+    write_world(tmp_path, cfg)
+    recs = [r for r in read_records(tmp_path / "records.jsonl").records
+            if r.meta["setting"] == "fused"]  # fmt: skip
+    opens = [r for r in recs if r.task == "open"]
+    assert len(opens) == 12
+    for r in opens:
+        (cls,) = r.meta["classes"]
+        assert cls in CHIP_CLASSES and r.messages[-1].text() == f"{cls}."
+    mcq = [r for r in recs if r.task == "mcq"]
+    assert sum(r.meta["present"] for r in mcq) == 12 and len(mcq) == 24  # one yes, one no
+    assert {r.meta["class"] for r in mcq} <= set(CHIP_CLASSES)
+    seg = next(r for r in recs if r.task == "segmentation" and r.meta["present"])
+    mask = np.asarray(Image.open(tmp_path / str(seg.masks[0].path))) > 0
+    rows, cols = np.nonzero(mask)
+    assert abs(rows.mean() - 32) <= 6 and abs(cols.mean() - 32) <= 6  # near the centre
+    assert any(r.meta["cloud_hidden"] for r in recs)  # clouds hide some of the objects
+    with pytest.raises(ValueError, match="layout"):
+        WorldConfig(layout="tiles")
+    with pytest.raises(ValueError, match="chip_classes"):
+        WorldConfig(chip_classes=("ship",))
+    with pytest.raises(ValueError, match="chip_length_px"):
+        WorldConfig(chip_length_px=(16.0, 60.0))
 
 
 def test_class_frequency_alone_does_not_answer_the_mcq(tmp_path: Path) -> None:
@@ -74,7 +124,8 @@ def test_class_frequency_alone_does_not_answer_the_mcq(tmp_path: Path) -> None:
     prior = text_prior(tr, te)
     assert set(prior) == {"majority", "class prior"}
     for correct in prior.values():
-        assert len(correct) == 32 and np.mean(list(correct.values())) < 0.75  # near 50%
+        n_test = sum(r.task == "mcq" and r.meta["setting"] == "fused" for r in te)
+        assert len(correct) == n_test and np.mean(list(correct.values())) < 0.75  # near 50%
 
 
 def test_presets_and_fields_are_checked() -> None:
@@ -102,9 +153,16 @@ def test_an_untrained_model_is_scored_in_every_split(world: Path) -> None:
     fused = [r for r in recs if r.meta["setting"] == "fused"]
     fused = [r for r in fused if r.task == "mcq"][:3] + [
         r for r in fused if r.task == "segmentation"
-    ][:3]
+    ][:3] + [r for r in fused if r.task == "open"][:2]  # fmt: skip
     scores = evaluate_setting(tm, fused, world, batch_size=8)
+    assert len(scores.open_pred) == 2 and all(isinstance(v, str) for v in scores.open_pred.values())
+    with local_judge(CLASSES) as (client, _):
+        judged = judge_settings(client, {"fused": scores})
+    assert judged.ledger.read == 2
+    assert set(scores.open_score) <= set(scores.open_ref)
+    assert all(1 <= v <= 5 for v in scores.open_score.values())
     table = scores.table()
+    assert table["all"]["n_open"] == 2
     n_mcq = sum(r.task == "mcq" for r in fused)
     assert table["all"]["n_mcq"] == n_mcq
     assert table["clear"]["n_mcq"] + table["cloudy"]["n_mcq"] == n_mcq
@@ -169,6 +227,18 @@ def test_claims_read_yes_only_for_a_significant_difference_of_the_claimed_sign()
     assert claims["hca: fusing SAR answers cloud-hidden MCQs better than optical alone"] == "no"
     iou = paired_iou(fused, optical, "cloud_hidden")
     assert iou["n"] == 0 and math.isnan(iou["diff"])
+    # judge scores: paired on the items both settings have a score for
+    fused.open_score.update({k: 5 for k in items})
+    optical.open_score.update({k: 2 for k in items[:-1]})
+    j = paired_judge(fused, optical, "cloud_hidden")
+    assert (j["n"], j["better"], j["worse"]) == (11, 11, 0) and j["diff"] == 3.0
+    assert j["p_value"] < 0.001
+    claims = {c["claim"]: c["holds"] for c in check_claims(result(fused, optical))}
+    key = (
+        "hca: fusing SAR answers open questions about cloud-hidden objects better than "
+        "optical alone"
+    )
+    assert claims[key] == "yes"
 
 
 def test_the_cli_writes_the_world(tmp_path: Path) -> None:
@@ -178,6 +248,27 @@ def test_the_cli_writes_the_world(tmp_path: Path) -> None:
     assert (out / "manifest.json").is_file() and "records" in r.output
     bad = CliRunner().invoke(fusion_app, ["run", "--preset", "huge"])
     assert bad.exit_code == 2 and "unknown" in bad.output
+    bad = CliRunner().invoke(fusion_app, ["run", "--preset", "ci", "--judge-url", "http://x/v1"])
+    assert bad.exit_code == 2 and "judge_model" in bad.output
+
+
+def test_the_cli_asks_the_given_judge(tmp_path: Path) -> None:
+    """``--judge-url``: the open-ended answers go to that server (here a judge on
+    loopback), which the report names instead of the local judge."""
+    judge = VocabularyJudge(CLASSES)
+    with FakeChatServer(judge) as server:
+        args = ["run", "--preset", "ci", "--methods", "hca", "--steps", "1"]
+        args += ["--out", str(tmp_path / "exp"), "--judge-url", server.url, "--judge-model", "j1"]
+        r = CliRunner().invoke(fusion_app, args)
+        assert r.exit_code == 0, r.output
+        n_calls = server.n_calls
+    data = json.loads((tmp_path / "exp" / "report.json").read_text())
+    assert data["judge"] == f"LLM judge `j1` at {server.url}"
+    n_open = len(data["methods"]["hca"]["open_answers"]["fused"])
+    # every answer generated was sent (empty answers are scored 1 without a request)
+    sent = data["methods"]["hca"]["judge"]["requests"]["http_requests"]
+    assert n_calls == sent and 0 < sent <= 3 * n_open
+    assert (tmp_path / "exp" / "judge-cache").is_dir()
 
 
 def test_the_ci_experiment_writes_its_report(tmp_path: Path) -> None:
@@ -190,6 +281,12 @@ def test_the_ci_experiment_writes_its_report(tmp_path: Path) -> None:
     assert set(data["methods"]["hca"]["scores"]) == {"fused", "optical", "sar"}
     assert len(data["methods"]["concat"]["mas"]["gap"]) == 2
     assert (tmp_path / "exp" / "figures" / "mas_per_layer.png").stat().st_size > 1000
+    # open-ended answers judged through the client, by the local judge, said so
+    assert "not an LLM" in data["judge"] and "not an LLM" in report
+    hca = data["methods"]["hca"]
+    n_open = len(hca["open_answers"]["fused"])
+    assert n_open >= 4 and hca["judge"]["ledger"]["read"] == 3 * n_open
+    assert hca["scores"]["fused"]["all"]["n_open"] == n_open
     # a second call reuses the finished runs and the data
     again = run_experiment(cfg, tmp_path / "exp")
     assert again.methods["hca"].run_dir == res.methods["hca"].run_dir

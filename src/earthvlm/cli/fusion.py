@@ -1,10 +1,12 @@
 """``earthvlm fusion``: the optical + SAR fusion experiment (EarthMind) and its data.
 
-* ``earthvlm fusion run [--preset ci|quick|full]``: trains a tiny Qwen-VL once per fusion
+* ``earthvlm fusion run [--preset ci|quick|full|scenes]``: trains a tiny Qwen-VL once per fusion
   method (HCA, the release's fixed lambda, concatenation, average, cosine) through the
   SFT loop, evaluates optical-only / SAR-only / fused in the EarthMind-Bench format split
   by clouds, reads the modality attention score per layer, and writes ``report.md``,
-  ``report.json`` and ``figures/mas_per_layer.png``.
+  ``report.json`` and ``figures/mas_per_layer.png``. Open-ended answers go to the judge
+  given by ``--judge-url`` / ``--judge-model`` (any OpenAI-compatible server), else to a
+  local rule-based judge on loopback (class-name overlap; the report says which).
 * ``earthvlm fusion world OUT``: writes the experiment's synthetic dataset (co-registered
   optical + SAR GeoTIFFs, clouds, masks, records in three settings) for ``earthvlm
   train`` with a ``fusion:`` / ``seg:`` recipe (``configs/fusion_hca_tiny_cpu.yaml``).
@@ -43,7 +45,7 @@ def run_command(
         typer.Option(help="Experiment folder (default: runs/fusion-<preset>)."),
     ] = None,
     preset_name: Annotated[
-        str, typer.Option("--preset", help="ci (minutes), quick (default) or full.")
+        str, typer.Option("--preset", help="ci (seconds), quick (default), full or scenes.")
     ] = "quick",
     methods: Annotated[
         str | None,
@@ -52,9 +54,22 @@ def run_command(
     steps: Annotated[
         int | None, typer.Option(min=1, help="Optimiser steps per method (overrides the preset).")
     ] = None,
+    judge_url: Annotated[
+        str | None,
+        typer.Option(
+            help="Open-ended judge: API root of an OpenAI-compatible server "
+            "(default: the local rule-based judge)."
+        ),
+    ] = None,
+    judge_model: Annotated[str | None, typer.Option(help="The judge's model name.")] = None,
+    judge_key_env: Annotated[
+        str | None,
+        typer.Option(help="Environment variable holding the judge's API key (none: no key)."),
+    ] = None,
 ) -> None:
     """Train and compare fusion methods on optical-under-cloud + SAR scenes; write a report."""
     from earthvlm.errors import EarthVLMError
+    from earthvlm.eval.benchmarks._judge import judge_client
     from earthvlm.eval.fusion_exp import preset, run_experiment
     from earthvlm.eval.fusion_exp.report import check_claims
 
@@ -63,28 +78,33 @@ def run_command(
         overrides["methods"] = tuple(m.strip() for m in methods.split(",") if m.strip())
     if steps is not None:
         overrides["steps"] = steps
+    folder = out or Path("runs") / f"fusion-{preset_name}"
     try:
         cfg = preset(preset_name, **overrides)
+        cache = str(folder / "judge-cache") if judge_url else None
+        judge = judge_client(None, judge_url, judge_model, cache, judge_key_env)
     except ValueError as e:
         err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from None
-    folder = out or Path("runs") / f"fusion-{preset_name}"
     _quiet_gdal()
     t0 = time.perf_counter()
     console.print(f"fusion experiment, preset {preset_name!r}: folder {folder}")
     try:
-        res = run_experiment(cfg, folder, log=lambda line: console.print(f"[cyan]>[/] {line}"))
+        res = run_experiment(cfg, folder, judge=judge,
+                             log=lambda line: console.print(f"[cyan]>[/] {line}"))  # fmt: skip
     except EarthVLMError as e:
         err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(1) from None
-    table = Table(title="Held-out items: fused / optical / SAR (MCQ %, mIoU %)")
-    for col in ("method", "setting", "MCQ all", "MCQ cloud-hidden", "mIoU", "MAS gap (mean)"):
+    table = Table(title="Held-out items: fused / optical / SAR (MCQ %, judge 1-5, mIoU %)")
+    for col in ("method", "setting", "MCQ all", "MCQ cloud-hidden", "judge",
+                "judge cloud-hidden", "mIoU", "MAS gap (mean)"):  # fmt: skip
         table.add_column(col)
     for k, r in res.methods.items():
         for s in ("fused", "optical", "sar"):
             t = r.scores[s].table()
             table.add_row(
                 k, s, _pct(t["all"]["mcq_acc"]), _pct(t["cloud_hidden"]["mcq_acc"]),
+                _num(t["all"]["open_score"]), _num(t["cloud_hidden"]["open_score"]),
                 _pct(t["all"]["miou"]), f"{r.mas.gap.mean():+.3f}" if s == "fused" else "",
             )  # fmt: skip
     console.print(table)
@@ -99,6 +119,10 @@ def run_command(
 
 def _pct(v: float) -> str:
     return "-" if v != v else f"{100 * v:.1f}"  # NaN check without math
+
+
+def _num(v: float) -> str:
+    return "-" if v != v else f"{v:.2f}"
 
 
 @fusion_app.command("world")

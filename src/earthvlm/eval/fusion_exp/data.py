@@ -4,13 +4,28 @@ EarthMind-Bench-style questions asked under three settings.
 Each scene of the synthetic world (:mod:`earthvlm.synth`) is rendered once and written
 as two GeoTIFF views of the same footprint and GSD: optical (partly under cloud with
 probability ``cloud_prob``) and single-polarisation SAR (clouds are transparent to it).
+Two layouts:
+
+* ``scene``: a generated scene (urban, harbour, airport, ...) with all its objects, at a
+  GSD drawn from ``gsd_range_m``: the realistic case, and too hard for a tiny model
+  trained from scratch in CPU minutes (a random ViT does not learn where small objects
+  are in a few thousand steps; see the micro-ScaleEarth notes).
+* ``chip``: one catalogue object (its real parts and materials) within a few pixels of
+  the centre of a homogeneous scene (grassland, desert, forest, water), its length drawn
+  in pixels from ``chip_length_px`` (the GSD follows), as in the scale experiment's
+  object chips: a tiny model learns centred shapes in CPU minutes, so the question the
+  experiment asks (does SAR help where clouds hide the object?) can be answered.
 Two kinds of question are asked about each scene:
 
 * **MCQ** (EarthMind-Bench's object existence): "Is there a <class> in the scene?
-  Options: yes, no."; scored by strict match. Half the questions name a present class,
-  half an absent one drawn so that every class is about as often absent as present
-  (:func:`class_weights`): class frequency alone then tells little, and a model that
-  does not look scores near 50%.
+  Options: yes, no."; scored by strict match. Each scene asks up to ``mcq_per_scene``
+  present classes (those clouds hide first, so that the case fusion is for is asked
+  often) and as many absent ones, drawn so that every class is about as often absent as
+  present (:func:`class_weights`): class frequency alone then tells little, and a model
+  that does not look scores near 50%.
+* **Open-ended** (EarthMind-Bench's open questions, scored by the LLM judge): "Which
+  kinds of object are in the scene?" answered with the present classes in name order
+  ("building, ship and small vehicle.").
 * **Referring segmentation**: "Segment the <class>." answered ``[SEG]`` with the union
   mask of that class's objects (a binary PNG); an absent class is answered "There is no
   <class>." without ``[SEG]`` (EarthMind App. D: no ``[SEG]`` means not present).
@@ -40,7 +55,7 @@ from earthvlm.data.record import ImagePart, ImageRef, Mask, Message, Record, Tex
 from earthvlm.geo.raster import write_geotiff
 from earthvlm.io import atomic_write_text
 from earthvlm.scale.gsd import GSD, GSDSource
-from earthvlm.synth.catalogue import CLASSES
+from earthvlm.synth.catalogue import CLASSES, PlacedObject
 from earthvlm.synth.georef import UTM_CRS, utm_transform
 from earthvlm.synth.labels import instance_mask, label_scene
 from earthvlm.synth.render import (
@@ -51,7 +66,7 @@ from earthvlm.synth.render import (
     optical_view,
     sar_view,
 )
-from earthvlm.synth.scene import CUE_KINDS, generate_scene
+from earthvlm.synth.scene import CUE_KINDS, HOMOGENEOUS_KINDS, Scene, Strip, generate_scene
 
 #: The three evaluation settings of EarthMind-Bench, and the images each shows.
 SETTINGS: dict[str, tuple[str, ...]] = {
@@ -59,6 +74,13 @@ SETTINGS: dict[str, tuple[str, ...]] = {
     "optical": ("optical",),
     "sar": ("sar",),
 }
+#: Scene layouts (see the module docstring).
+LAYOUTS = ("scene", "chip")
+#: Chip classes by default: distinct silhouettes (rectangle, disc, cross, hull) whose
+#: metal or concrete bodies return strongly in SAR.
+CHIP_CLASSES = ("building", "plane", "ship", "storage tank")
+#: Grounds of ``flat`` chips (the object's class does not decide it).
+FLAT_GROUNDS = ("grass", "soil", "sand", "water")
 #: Cloud opacity above which a pixel counts as hidden.
 HIDDEN_ALPHA = 0.5
 MCQ_QUESTION = "Is there a {cls} in the scene? Options: yes, no."
@@ -66,6 +88,7 @@ MCQ_OPTIONS = ["yes", "no"]
 SEG_QUESTION = "Segment the {cls}."
 NO_OBJECT = "There is no {cls}."
 SEG_ANSWER = "[SEG]"
+OPEN_QUESTION = "Which kinds of object are in the scene?"
 
 
 @dataclass(frozen=True)
@@ -73,12 +96,22 @@ class WorldConfig:
     """What to generate.
 
     Attributes:
-        n_scenes: Scenes (each gives an MCQ and one or two segmentation questions).
+        n_scenes: Scenes (each gives MCQs, an open question and one or two segmentation
+            questions).
         size_px: Side of each view in pixels.
         cloud_prob: Chance that a scene's optical view is partly under cloud.
         cloud_cover: ``(low, high)`` share of a cloudy view under cloud.
         gsd_range_m: Scene GSDs, drawn log-uniformly (objects must show at this size).
         negative_share: Share of scenes that also ask to segment an absent class.
+        mcq_per_scene: Present classes asked per scene (as many absent ones too).
+        open_ended: Ask the open-ended question of every scene.
+        layout: ``scene`` or ``chip`` (see the module docstring).
+        chip_classes: Classes a chip may show (``chip`` layout; absent classes are
+            drawn from these too).
+        chip_length_px: ``(low, high)`` object length in pixels (``chip`` layout).
+        chip_background: ``flat`` (one ground material, :data:`FLAT_GROUNDS`) or
+            ``textured`` (a homogeneous scene: grassland, desert, forest or water under
+            fractal texture, which a tiny model trained from scratch reads far slower).
         seed: Seed of everything (same seed, same bytes).
     """
 
@@ -88,6 +121,12 @@ class WorldConfig:
     cloud_cover: tuple[float, float] = (0.4, 0.8)
     gsd_range_m: tuple[float, float] = (0.4, 1.5)
     negative_share: float = 0.5
+    mcq_per_scene: int = 2
+    open_ended: bool = True
+    layout: str = "scene"
+    chip_classes: tuple[str, ...] = CHIP_CLASSES
+    chip_length_px: tuple[float, float] = (16.0, 28.0)
+    chip_background: str = "flat"
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -105,6 +144,30 @@ class WorldConfig:
             raise ValueError(f"gsd_range_m={self.gsd_range_m}: need 0.05 <= low <= high <= 30")
         if not 0.0 <= self.negative_share <= 1.0:
             raise ValueError(f"negative_share={self.negative_share}: must be in [0, 1]")
+        if self.mcq_per_scene < 1:
+            raise ValueError(f"mcq_per_scene={self.mcq_per_scene}: must be >= 1")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout={self.layout!r}: choose from {LAYOUTS}")
+        if self.chip_background not in ("flat", "textured"):
+            raise ValueError(
+                f"chip_background={self.chip_background!r}: choose 'flat' or 'textured'"
+            )
+        unknown = sorted(set(self.chip_classes) - set(CLASSES))
+        if unknown or len(set(self.chip_classes)) < 2:
+            raise ValueError(
+                f"chip_classes={self.chip_classes}: need 2 or more of {sorted(CLASSES)}"
+            )
+        plo, phi = self.chip_length_px
+        if not 4.0 <= plo <= phi <= self.size_px * 0.75:
+            raise ValueError(
+                f"chip_length_px={self.chip_length_px}: need 4 <= low <= high <= 3/4 of "
+                f"size_px ({self.size_px})"
+            )
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """The classes questions may name."""
+        return tuple(sorted(self.chip_classes)) if self.layout == "chip" else tuple(CLASSES)
 
 
 @dataclass
@@ -124,15 +187,41 @@ class WorldSummary:
 MAX_DRAWS = 32
 
 
+def _chip_scene(cfg: WorldConfig, rng: np.random.Generator) -> Scene:
+    """One catalogue object near the centre of a homogeneous scene (``chip`` layout)."""
+    cls = cfg.chip_classes[int(rng.integers(len(cfg.chip_classes)))]
+    c = CLASSES[cls]
+    length_m = float(rng.uniform(*c.length_m))
+    gsd = length_m / float(rng.uniform(*cfg.chip_length_px))
+    n = cfg.size_px
+    x, y = (n / 2 + rng.uniform(-4.0, 4.0, 2)) * gsd  # within 4 px of the centre
+    obj = PlacedObject(cls, float(x), float(y), length_m, length_m * c.aspect,
+                       float(rng.uniform(0, 360)), str(rng.choice(c.body)))  # fmt: skip
+    seed = int(rng.integers(1 << 31))
+    if cfg.chip_background == "textured":
+        kind = HOMOGENEOUS_KINDS[int(rng.integers(len(HOMOGENEOUS_KINDS)))]
+        return Scene(kind, n * gsd, n * gsd, gsd, seed, objects=[obj],
+                     possible_classes=tuple(cfg.chip_classes))  # fmt: skip
+    # flat: one material under the whole chip (painted as an area over the background)
+    ground = FLAT_GROUNDS[int(rng.integers(len(FLAT_GROUNDS)))]
+    area = Strip(n * gsd / 2, n * gsd / 2, n * gsd * 1.5, n * gsd * 1.5, 0.0, ground)
+    return Scene("farmland", n * gsd, n * gsd, gsd, seed, areas=[area], objects=[obj],
+                 possible_classes=tuple(cfg.chip_classes))  # fmt: skip
+
+
 def _views(index: int, cfg: WorldConfig, draw: int = 0) -> dict[str, Any] | None:
     """Render draw ``draw`` of scene ``index``: views, labels, instance map, clouds
     (None: no visible object)."""
     rng = np.random.default_rng([cfg.seed, 11, index, draw])
-    kind = CUE_KINDS[int(rng.integers(len(CUE_KINDS)))]
-    lo, hi = cfg.gsd_range_m
-    gsd = float(10 ** rng.uniform(math.log10(lo), math.log10(hi)))
     n = cfg.size_px
-    scene = generate_scene(kind, n * gsd, n * gsd, gsd, int(rng.integers(1 << 31)))
+    if cfg.layout == "chip":
+        scene = _chip_scene(cfg, rng)
+        kind, gsd = scene.kind, scene.gsd_m
+    else:
+        kind = CUE_KINDS[int(rng.integers(len(CUE_KINDS)))]
+        lo, hi = cfg.gsd_range_m
+        gsd = float(10 ** rng.uniform(math.log10(lo), math.log10(hi)))
+        scene = generate_scene(kind, n * gsd, n * gsd, gsd, int(rng.integers(1 << 31)))
     canvas = scene.render(Canvas(n, n, gsd))
     cloudy = rng.random() < cfg.cloud_prob
     cover = float(rng.uniform(*cfg.cloud_cover)) if cloudy else 0.0
@@ -213,13 +302,14 @@ def _scene(index: int, cfg: WorldConfig) -> dict[str, Any] | None:
 
 
 def class_weights(cfg: WorldConfig) -> dict[str, float]:
-    """Weights for drawing an absent class so that each class is asked about about as
+    """Weights for drawing absent classes so that each class is asked about about as
     often when absent as when present.
 
-    A present class is drawn uniformly among a scene's classes, so class ``c`` is asked
-    as present with probability ``q(c) = E[1{c present} / n_present]``; drawing absent
-    classes with weight ``q(c) / P(c absent)`` asks it as absent about as often. The
-    expectations are taken over the ``cfg``'s own scenes (a first, rendering-only pass).
+    A scene asks ``k = min(mcq_per_scene, n_present)`` of its ``n_present`` classes as
+    present, so class ``c`` is asked as present about ``q(c) = E[1{c present} k /
+    n_present]`` times per scene; drawing ``k`` absent classes with weight ``q(c) / P(c
+    absent)`` asks it as absent about as often. The expectations are taken over the
+    ``cfg``'s own scenes (a first, rendering-only pass).
     """
     q: Counter[str] = Counter()
     absent: Counter[str] = Counter()
@@ -231,15 +321,39 @@ def class_weights(cfg: WorldConfig) -> dict[str, float]:
         n += 1
         present = {lb.cls for lb in v["labels"]}
         for c in present:
-            q[c] += 1.0 / len(present)
-        absent.update(set(CLASSES) - present)
-    return {c: (q[c] / n) / (absent[c] / n) if absent[c] else 0.0 for c in sorted(CLASSES)}
+            q[c] += min(cfg.mcq_per_scene, len(present)) / len(present)
+        absent.update(set(cfg.classes) - present)
+    return {c: (q[c] / n) / (absent[c] / n) if absent[c] else 0.0 for c in cfg.classes}
 
 
-def _draw_absent(absent: list[str], weights: dict[str, float], rng: np.random.Generator) -> str:
+def _draw_absent(
+    absent: list[str], weights: dict[str, float], rng: np.random.Generator, k: int = 1
+) -> list[str]:
+    """``k`` distinct absent classes (fewer if fewer are absent), drawn by ``weights``."""
     w = np.array([weights.get(c, 0.0) for c in absent], dtype=np.float64)
-    p = w / w.sum() if w.sum() > 0 else np.full(len(absent), 1.0 / len(absent))
-    return absent[int(rng.choice(len(absent), p=p))]
+    # a floor keeps every class drawable (a draw without replacement needs k of them)
+    w = w + 1e-6 * w.max() if w.max() > 0 else np.ones(len(absent))
+    picks = rng.choice(len(absent), size=min(k, len(absent)), replace=False, p=w / w.sum())
+    return [absent[int(i)] for i in picks]
+
+
+def _class_mask(v: dict[str, Any], cls: str) -> np.ndarray:
+    return np.isin(v["ids"], [lb.index + 1 for lb in v["labels"] if lb.cls == cls])
+
+
+def _ask_present(hidden: dict[str, float], k: int, rng: np.random.Generator) -> list[str]:
+    """``k`` present classes to ask about: those clouds hide first, each group shuffled."""
+    under = sorted(c for c, h in hidden.items() if h > 0.5)
+    seen = sorted(c for c, h in hidden.items() if h <= 0.5)
+    order = [under[int(i)] for i in rng.permutation(len(under))]
+    order += [seen[int(i)] for i in rng.permutation(len(seen))]
+    return order[:k]
+
+
+def _class_list(classes: list[str]) -> str:
+    """``["building", "ship", "tree"]`` -> ``"building, ship and tree."``"""
+    head = ", ".join(classes[:-1])
+    return f"{head} and {classes[-1]}." if head else f"{classes[-1]}."
 
 
 def write_scene(
@@ -264,36 +378,42 @@ def write_scene(
         paths[view] = rel
     gsd = GSD.exact(v["gsd"], GSDSource.METADATA, "synthetic fusion world")
     present = sorted({lb.cls for lb in v["labels"]})
-    absent = sorted(set(CLASSES) - set(present))
+    absent = sorted(set(cfg.classes) - set(present))
     base = {"scene_kind": v["kind"], "cloud_cover": round(v["cover"], 3),
             "cloudy": v["cover"] > 0}  # fmt: skip
     records: list[Record] = []
-    # MCQ (object existence): a present class or an absent one, yes / no
-    if not absent or rng.random() < 0.5:
-        cls, answer = present[int(rng.integers(len(present)))], "yes"
-    else:
-        cls, answer = _draw_absent(absent, weights, rng), "no"
-    cls_mask = np.isin(v["ids"], [lb.index + 1 for lb in v["labels"] if lb.cls == cls])
-    hidden = _hidden_share(cls_mask, v["clouds"])
-    records += _records(
-        sid, "mcq", MCQ_QUESTION.format(cls=cls), answer, paths, gsd, n, None,
-        {**base, "task": "mcq", "class": cls, "candidates": MCQ_OPTIONS,
-         "present": answer == "yes", "hidden_share": round(hidden, 3),
-         "cloud_hidden": hidden > 0.5},
-    )  # fmt: skip
+    # MCQ (object existence): present classes (cloud-hidden first) and as many absent
+    hidden = {c: _hidden_share(_class_mask(v, c), v["clouds"]) for c in present}
+    asked = _ask_present(hidden, cfg.mcq_per_scene, rng)
+    asked += _draw_absent(absent, weights, rng, len(asked)) if absent else []
+    for j, cls in enumerate(asked):
+        share = hidden.get(cls, 0.0)
+        answer = "yes" if cls in hidden else "no"
+        records += _records(
+            sid, f"mcq{j}", MCQ_QUESTION.format(cls=cls), answer, paths, gsd, n, None,
+            {**base, "task": "mcq", "class": cls, "candidates": MCQ_OPTIONS,
+             "present": answer == "yes", "hidden_share": round(share, 3),
+             "cloud_hidden": share > 0.5},
+        )  # fmt: skip
+    if cfg.open_ended:
+        under = sorted(c for c, h in hidden.items() if h > 0.5)
+        records += _records(
+            sid, "open", OPEN_QUESTION, _class_list(present), paths, gsd, n, None,
+            {**base, "task": "open", "classes": present, "hidden_classes": under,
+             "cloud_hidden": bool(under)},
+        )  # fmt: skip
     # referring segmentation of a present class (another draw), as a binary mask
     cls = present[int(rng.integers(len(present)))]
-    cls_mask = np.isin(v["ids"], [lb.index + 1 for lb in v["labels"] if lb.cls == cls])
-    hidden = _hidden_share(cls_mask, v["clouds"])
+    cls_mask = _class_mask(v, cls)
     mask_rel = f"masks/{sid}_{cls.replace(' ', '_')}.png"
     _write_png(out / mask_rel, cls_mask)
     records += _records(
         sid, "seg", SEG_QUESTION.format(cls=cls), SEG_ANSWER, paths, gsd, n, mask_rel,
         {**base, "task": "segmentation", "class": cls, "present": True,
-         "hidden_share": round(hidden, 3), "cloud_hidden": hidden > 0.5},
+         "hidden_share": round(hidden[cls], 3), "cloud_hidden": hidden[cls] > 0.5},
     )  # fmt: skip
     if absent and rng.random() < cfg.negative_share:
-        cls = _draw_absent(absent, weights, rng)
+        cls = _draw_absent(absent, weights, rng)[0]
         records += _records(
             sid, "seg-absent", SEG_QUESTION.format(cls=cls), NO_OBJECT.format(cls=cls), paths,
             gsd, n, None,
@@ -342,7 +462,10 @@ def write_world(out_dir: str | Path, cfg: WorldConfig) -> WorldSummary:
 
 
 __all__ = [
+    "CHIP_CLASSES",
+    "LAYOUTS",
     "MCQ_OPTIONS",
+    "OPEN_QUESTION",
     "SETTINGS",
     "WorldConfig",
     "WorldSummary",

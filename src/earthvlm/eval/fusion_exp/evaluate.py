@@ -11,6 +11,9 @@
   otherwise the prediction is missing (IoU 0). mIoU, cIoU and
   gIoU come from :func:`earthvlm.eval.metrics.segmentation.score_segmentation` over items
   whose class is present; absent-class items give the no-object accuracy.
+* **Open-ended** ("Which kinds of object are in the scene?"): greedy answers
+  (:func:`earthvlm.eval.runner.generate_answers`, the benchmark runner's decoding), scored
+  1-5 afterwards by the open-ended judge (:func:`judge_settings`, EarthMind's protocol).
 * Splits: ``all``, ``clear`` and ``cloudy`` scenes, and ``cloud_hidden`` items (clouds
   cover most of the pixels of the objects asked about).
 * **MAS** (Eq. 1): per layer, the share of visual-to-visual attention that goes to optical
@@ -30,10 +33,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from earthvlm.data.collate import Collator
 from earthvlm.data.record import Record
 from earthvlm.eval.choice import with_answer
-from earthvlm.eval.fusion_exp.data import NO_OBJECT, SEG_ANSWER, SETTINGS
+from earthvlm.eval.fusion_exp.data import NO_OBJECT, OPEN_QUESTION, SEG_ANSWER, SETTINGS
+from earthvlm.eval.judge import JudgeResult, judge_open_ended
 from earthvlm.eval.metrics.segmentation import score_segmentation
+from earthvlm.eval.runner import generate_answers
 from earthvlm.eval.trained import ChoiceScorer, TrainedModel
 from earthvlm.fusion.mas import (
     composition_from_fused,
@@ -41,9 +47,12 @@ from earthvlm.fusion.mas import (
     modality_attention_score,
 )
 from earthvlm.models.seg import SegOutput
+from earthvlm.teacher.client import ChatClient
 
 #: The splits every score is reported on.
 SPLITS = ("all", "clear", "cloudy", "cloud_hidden")
+#: Longest open-ended answer generated (the longest reference is ~20 tokens).
+OPEN_MAX_NEW_TOKENS = 32
 
 
 def split_of(record: Record) -> set[str]:
@@ -64,6 +73,10 @@ class SettingScores:
         seg_pred: ``item -> predicted mask`` (or None), for the cumulative scores.
         seg_target: ``item -> target mask``.
         no_object: ``item -> correct`` for absent-class items (no ``[SEG]`` chosen).
+        open_pred: ``item -> greedy answer`` of open-ended items (None: not generated).
+        open_ref: ``item -> reference answer`` of open-ended items.
+        open_score: ``item -> judge score`` (1-5; filled by :func:`judge_settings`; an
+            item the judge could not score is left out).
         splits: ``item -> its splits``.
     """
 
@@ -71,19 +84,27 @@ class SettingScores:
     seg_pred: dict[str, np.ndarray | None] = field(default_factory=dict)
     seg_target: dict[str, np.ndarray] = field(default_factory=dict)
     no_object: dict[str, bool] = field(default_factory=dict)
+    open_pred: dict[str, str | None] = field(default_factory=dict)
+    open_ref: dict[str, str] = field(default_factory=dict)
+    open_score: dict[str, int] = field(default_factory=dict)
     splits: dict[str, set[str]] = field(default_factory=dict)
 
     def table(self) -> dict[str, dict[str, Any]]:
-        """Per split: MCQ accuracy, mIoU / cIoU / gIoU, no-object accuracy, counts."""
+        """Per split: MCQ accuracy, mIoU / cIoU / gIoU, no-object accuracy, judge score,
+        counts."""
         out: dict[str, dict[str, Any]] = {}
         for split in SPLITS:
             mcq = [v for k, v in self.mcq.items() if split in self.splits[k]]
             seg = [k for k in self.seg_target if split in self.splits[k]]
             neg = [v for k, v in self.no_object.items() if split in self.splits[k]]
+            judged = [v for k, v in self.open_score.items() if split in self.splits[k]]
             row: dict[str, Any] = {
                 "mcq_acc": float(np.mean(mcq)) if mcq else math.nan, "n_mcq": len(mcq),
                 "no_object_acc": float(np.mean(neg)) if neg else math.nan, "n_absent": len(neg),
                 "n_seg": len(seg),
+                "open_score": float(np.mean(judged)) if judged else math.nan,
+                "n_open": sum(split in self.splits[k] for k in self.open_ref),
+                "n_open_scored": len(judged),
             }  # fmt: skip
             if seg:
                 r = score_segmentation([self.seg_pred[k] for k in seg],
@@ -162,6 +183,15 @@ def evaluate_setting(
             options = r.meta["candidates"]
             pred = max(options, key=lambda c: row[classes.index(c)])
             scores.mcq[r.meta["item"]] = pred == r.messages[-1].text()  # strict match
+    opened = [r for r in records if r.task == "open"]
+    if opened:
+        gen = Collator(tm.parts.backbone, root, mode="generate",
+                       max_length=tm.config.data.max_length)  # fmt: skip
+        for chunk in _chunks(opened, batch_size):
+            rows = generate_answers(tm, gen, chunk, max_new_tokens=OPEN_MAX_NEW_TOKENS)
+            for r, row in zip(chunk, rows, strict=True):
+                scores.open_pred[r.meta["item"]] = row["prediction"]
+                scores.open_ref[r.meta["item"]] = r.messages[-1].text()
     seg = [r for r in records if r.task == "segmentation"]
     collator = tm.collator(root)
     for chunk in _chunks(seg, batch_size):
@@ -232,6 +262,27 @@ def _set_attention(model: Any, impl: str) -> None:
         model.config._attn_implementation = impl
 
 
+def judge_settings(
+    client: ChatClient, scores: dict[str, SettingScores], *, stage: str = "judge"
+) -> JudgeResult:
+    """Score every setting's open-ended answers with the judge (EarthMind's rubric, 1-5)
+    and store them in each :attr:`SettingScores.open_score`; the judge's result (ledger,
+    requests) is returned for the report."""
+    keys = [(s, k) for s, sc in scores.items() for k in sorted(sc.open_ref)]
+    result = judge_open_ended(
+        client,
+        [OPEN_QUESTION] * len(keys),
+        [scores[s].open_ref[k] for s, k in keys],
+        [scores[s].open_pred.get(k) for s, k in keys],
+        groups=[s for s, _ in keys],
+        stage=stage,
+    )
+    for (s, k), item in zip(keys, result.items, strict=True):
+        if item.score is not None:
+            scores[s].open_score[k] = item.score
+    return result
+
+
 def evaluate_model(
     tm: TrainedModel, records: Sequence[Record], root: Path, *, batch_size: int = 32
 ) -> tuple[dict[str, SettingScores], MASResult]:
@@ -252,6 +303,7 @@ __all__ = [
     "SettingScores",
     "evaluate_model",
     "evaluate_setting",
+    "judge_settings",
     "modality_attention",
     "split_of",
 ]

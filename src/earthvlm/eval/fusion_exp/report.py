@@ -76,6 +76,28 @@ def paired_iou(a: SettingScores, b: SettingScores, split: str) -> dict[str, Any]
     }
 
 
+def paired_judge(a: SettingScores, b: SettingScores, split: str) -> dict[str, Any]:
+    """Mean judge score of setting ``a`` vs ``b`` on the open items of ``split`` both
+    have a score for; a sign test on the items where they differ."""
+    items = sorted(k for k in a.open_score if k in b.open_score and split in a.splits[k])
+    x = np.array([a.open_score[k] for k in items], dtype=float)
+    y = np.array([b.open_score[k] for k in items], dtype=float)
+    sign = mcnemar_exact(x > y, x < y) if items else None
+    return {
+        "n": len(items),
+        "a": float(x.mean()) if items else math.nan,
+        "b": float(y.mean()) if items else math.nan,
+        "diff": float((x - y).mean()) if items else math.nan,
+        "better": int((x > y).sum()),
+        "worse": int((x < y).sum()),
+        "p_value": sign.p_value if sign else math.nan,
+    }
+
+
+def _score(v: float) -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2f}"
+
+
 def _verdict(diff: float, p: float | None) -> str:
     if diff is None or math.isnan(diff):
         return "no data"
@@ -106,6 +128,15 @@ def check_claims(res: FusionExpResult) -> list[dict[str, Any]]:
             "measured": f"mean IoU fused {_pct(s['a'])} vs optical {_pct(s['b'])} on {s['n']} "
                         f"items ({s['better']} better, {s['worse']} worse; sign test "
                         f"p={s['p_value']:.3g})" if s["n"] else "no cloud-hidden segmentation item",
+        })  # fmt: skip
+        j = paired_judge(fused, optical, "cloud_hidden")
+        claims.append({
+            "claim": f"{method}: fusing SAR answers open questions about cloud-hidden "
+                     "objects better than optical alone",
+            "holds": _verdict(j["diff"], j["p_value"]) if j["n"] else "no data",
+            "measured": f"judge score fused {_score(j['a'])} vs optical {_score(j['b'])} on "
+                        f"{j['n']} items ({j['better']} better, {j['worse']} worse; sign test "
+                        f"p={j['p_value']:.3g})" if j["n"] else "no judged cloud-hidden open item",
         })  # fmt: skip
     if res.prior and m:
         splits = next(iter(m.values())).scores["fused"].splits
@@ -181,16 +212,23 @@ def results_dict(res: FusionExpResult, claims: list[dict[str, Any]]) -> dict[str
             "lambda_final": r.lambda_final,
             "train_loss_first_last": [r.train_loss[0], r.train_loss[-1]] if r.train_loss else None,
             "seg_loss_first_last": [r.seg_loss[0], r.seg_loss[-1]] if r.seg_loss else None,
+            "judge": r.judge,
+            "open_answers": {s: [{"item": k, "reference": r.scores[s].open_ref[k],
+                                  "prediction": r.scores[s].open_pred.get(k),
+                                  "score": r.scores[s].open_score.get(k)}
+                                 for k in sorted(r.scores[s].open_ref)] for s in SETTINGS},
             "scores": {s: r.scores[s].table() for s in SETTINGS},
             "mas": r.mas.to_dict(),
             "fused_vs_optical": {
                 split: {"mcq": paired_mcq(r.scores["fused"], r.scores["optical"], split),
-                        "iou": paired_iou(r.scores["fused"], r.scores["optical"], split)}
+                        "iou": paired_iou(r.scores["fused"], r.scores["optical"], split),
+                        "judge": paired_judge(r.scores["fused"], r.scores["optical"], split)}
                 for split in SPLITS
             },
         }  # fmt: skip
     return clean({
         "config": res.config.to_dict(), "data": res.data, "methods": methods,
+        "judge": res.judge,
         "no_image_baselines_mcq_acc": {
             k: float(np.mean(list(v.values()))) if v else None for k, v in res.prior.items()
         },
@@ -209,9 +247,13 @@ def _scores_md(res: FusionExpResult) -> str:
                 _pct(t["all"]["miou"]), _pct(t["all"]["ciou"]), _pct(t["all"]["giou"]),
                 f"{_pct(t['cloud_hidden']['miou'])} ({t['cloud_hidden']['n_seg']})",
                 f"{_pct(t['all']['no_object_acc'])} ({t['all']['n_absent']})",
+                f"{_score(t['all']['open_score'])} ({t['all']['n_open_scored']})",
+                f"{_score(t['cloud_hidden']['open_score'])} "
+                f"({t['cloud_hidden']['n_open_scored']})",
             ])  # fmt: skip
     head = ["method", "setting", *(f"MCQ {sp} (n)" for sp in SPLITS), "mIoU", "cIoU", "gIoU",
-            "mIoU cloud-hidden (n)", "no-object acc (n)"]  # fmt: skip
+            "mIoU cloud-hidden (n)", "no-object acc (n)", "judge (n)",
+            "judge cloud-hidden (n)"]  # fmt: skip
     return markdown_table(head, rows)
 
 
@@ -273,7 +315,9 @@ def write_report(res: FusionExpResult) -> Any:
         f"({d['test']['scenes']} scenes). {c.size_px} px views, {100 * c.cloud_prob:.0f}% of "
         f"scenes partly under cloud. Total {res.seconds / 60:.1f} min.",
         "",
-        "MCQ: closed-set likelihood over the four options, strict match. Segmentation: "
+        "MCQ: the likelier of the two options (yes / no), strict match. Open-ended "
+        "(\"Which kinds of object are in the scene?\"): greedy answers scored 1-5 by "
+        f"{res.judge or 'the judge'}. Segmentation: "
         "`[SEG]` vs \"There is no <class>.\" by the first token's probability (greedy "
         "decoding's choice), then the mask at `[SEG]`; "
         "mIoU / cIoU / gIoU over present-class items (no `[SEG]`: IoU 0). Percentages; "
@@ -322,4 +366,12 @@ def write_report(res: FusionExpResult) -> Any:
     return path
 
 
-__all__ = ["check_claims", "paired_iou", "paired_mcq", "plot_mas", "results_dict", "write_report"]
+__all__ = [
+    "check_claims",
+    "paired_iou",
+    "paired_judge",
+    "paired_mcq",
+    "plot_mas",
+    "results_dict",
+    "write_report",
+]

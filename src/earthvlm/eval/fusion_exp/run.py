@@ -5,6 +5,11 @@ Every method trains through :func:`earthvlm.train.sft.train` with the same
 (:func:`train_config`): stage 1 (full fine-tuning of a random tiny Qwen-VL, its fusion
 module and its mask decoder; a frozen random backbone could not learn the task), the same
 data, steps, schedule and seed. Runs resume: a finished run's checkpoint is reused.
+
+Open-ended answers are scored by the open-ended judge's client
+(:func:`~earthvlm.eval.judge.judge_open_ended`): a real judge when given one (any
+OpenAI-compatible server), else the local rule-based judge
+(:func:`~earthvlm.eval.judge_local.local_judge`, class-name overlap; the report says which).
 """
 
 from __future__ import annotations
@@ -12,19 +17,30 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import torch
 from rich.console import Console
 
 from earthvlm.data.jsonl import read_records
 from earthvlm.data.record import Record
 from earthvlm.eval.fusion_exp.config import METHOD_LABELS, FusionExpConfig
 from earthvlm.eval.fusion_exp.data import WorldConfig, write_world
-from earthvlm.eval.fusion_exp.evaluate import MASResult, SettingScores, evaluate_model
+from earthvlm.eval.fusion_exp.evaluate import (
+    MASResult,
+    SettingScores,
+    evaluate_model,
+    judge_settings,
+)
+from earthvlm.eval.judge import JudgeResult
+from earthvlm.eval.judge_local import local_judge
 from earthvlm.eval.trained import load_trained
+from earthvlm.synth.catalogue import CLASSES
+from earthvlm.teacher.client import ChatClient
 from earthvlm.train.config import TrainConfig, config_from_dict
 from earthvlm.train.sft import train
 
@@ -42,6 +58,8 @@ class MethodResult:
     lambda_final: float | None
     seconds: float
     seg_loss: list[float] = field(default_factory=list)
+    judge: dict[str, Any] = field(default_factory=dict)
+    """The open-ended judge's ledger, requests and per-setting means."""
 
 
 @dataclass
@@ -57,6 +75,8 @@ class FusionExpResult:
     prior: dict[str, dict[str, bool]] = field(default_factory=dict)
     """Per non-visual baseline (:func:`text_prior`), ``item -> correct`` on the held-out
     MCQs."""
+    judge: str = ""
+    """What scored the open-ended answers."""
 
 
 def world_config(cfg: FusionExpConfig, split: str) -> WorldConfig:
@@ -64,7 +84,8 @@ def world_config(cfg: FusionExpConfig, split: str) -> WorldConfig:
     n, seed = (cfg.n_train, cfg.train_data_seed) if split == "train" else (
         cfg.n_test, cfg.test_data_seed,
     )  # fmt: skip
-    return WorldConfig(n_scenes=n, size_px=cfg.size_px, cloud_prob=cfg.cloud_prob, seed=seed)
+    return WorldConfig(n_scenes=n, size_px=cfg.size_px, cloud_prob=cfg.cloud_prob, seed=seed,
+                       layout=cfg.layout)  # fmt: skip
 
 
 def ensure_world(cfg: FusionExpConfig, out: Path, split: str) -> Path:
@@ -136,16 +157,32 @@ def _losses(run_dir: Path) -> tuple[list[float], list[float]]:
     )
 
 
+@contextmanager
+def _judge(client: ChatClient | None, out: Path) -> Iterator[tuple[ChatClient, str]]:
+    """The given judge client, or the local rule-based one (cached under ``out``)."""
+    if client is not None:
+        yield client, f"LLM judge `{client.config.model}` at {client.config.base_url}"
+        return
+    with local_judge(CLASSES, cache_dir=str(out / "judge-cache")) as (local, judge):
+        yield local, judge.description
+
+
 def run_experiment(
-    cfg: FusionExpConfig, out: str | Path, *, log: Callable[[str], None] | None = None
+    cfg: FusionExpConfig,
+    out: str | Path,
+    *,
+    log: Callable[[str], None] | None = None,
+    judge: ChatClient | None = None,
 ) -> FusionExpResult:
     """Generate the data, train every method, evaluate, write the report.
 
     Args:
         cfg: The experiment's settings.
         out: The experiment folder (``data/``, ``runs/``, ``report.md``, ``report.json``,
-            ``figures/``).
+            ``figures/``, ``judge-cache/``).
         log: Called with a line per stage (default: nothing).
+        judge: The open-ended judge's client (set ``temperature=0`` and a ``cache_dir``);
+            default: the local rule-based judge (class-name overlap, not an LLM).
     """
     from earthvlm.eval.fusion_exp.report import write_report
 
@@ -162,25 +199,58 @@ def run_experiment(
     res = FusionExpResult(cfg, out, data)
     res.prior = text_prior(read_records(train_dir / "records.jsonl").records, test)
     quiet = Console(quiet=True)
+    threads = torch.get_num_threads()
+    try:
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        with _judge(judge, out) as (client, res.judge):
+            _train_and_score(cfg, out, res, train_dir, test_dir, test, client, quiet, say)
+    finally:
+        torch.set_num_threads(threads)
+    res.seconds = time.perf_counter() - t0
+    write_report(res)
+    return res
+
+
+def _train_and_score(
+    cfg: FusionExpConfig,
+    out: Path,
+    res: FusionExpResult,
+    train_dir: Path,
+    test_dir: Path,
+    test: list[Record],
+    client: ChatClient,
+    quiet: Console,
+    say: Callable[[str], None],
+) -> None:
     for method in cfg.methods:
         t = time.perf_counter()
         tc = train_config(cfg, method, train_dir / "records.jsonl", out)
         result = train(tc, console=quiet)
         tm = load_trained(result.run_dir, name=method)
         scores, mas = evaluate_model(tm, test, test_dir, batch_size=cfg.eval_batch)
+        judged = judge_settings(client, scores, stage=f"{method} judge")
         lam = getattr(tm.parts.fusion.fusion, "lam", None) if tm.parts.fusion else None
         losses, seg_losses = _losses(result.run_dir)
         res.methods[method] = MethodResult(
             method, METHOD_LABELS.get(method, method), result.run_dir, scores, mas, losses,
             float(lam.detach()) if lam is not None else None, time.perf_counter() - t,
-            seg_losses,
+            seg_losses, _judge_summary(judged),
         )  # fmt: skip
         fused = scores["fused"].table()["all"]
         say(f"{method}: trained {tc.optim.max_steps} steps, fused MCQ {fused['mcq_acc']:.3f}, "
-            f"fused mIoU {fused['miou']:.3f} ({time.perf_counter() - t:.0f} s)")  # fmt: skip
-    res.seconds = time.perf_counter() - t0
-    write_report(res)
-    return res
+            f"fused mIoU {fused['miou']:.3f}, fused judge {fused['open_score']:.2f} "
+            f"({time.perf_counter() - t:.0f} s)")  # fmt: skip
+
+
+def _judge_summary(result: JudgeResult) -> dict[str, Any]:
+    """The judge's accounting for the report (the per-item scores live in the scores)."""
+    return {
+        "ledger": result.ledger.to_dict(),
+        "requests": dict(result.requests or {}),
+        "coverage": result.coverage,
+        "by_setting": {k: v.to_dict() for k, v in result.by_group.items()},
+    }
 
 
 __all__ = [
