@@ -232,3 +232,136 @@ def test_jpeg_pixels_equal_the_transformers_processor(
     want = bb.processor.image_processor(Image.open(tmp_path / "chip.jpg"), return_tensors="pt")
     assert torch.equal(got["image_grid_thw"], want["image_grid_thw"])
     assert torch.equal(got["pixel_values"], want["pixel_values"])
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+def test_packed_pixels_are_the_same_batch_in_an_eighth_of_the_bytes(
+    backbones: dict, root: Path, family: str
+) -> None:
+    bb = backbones[family]
+    recs = [
+        _record("r0", "a small vehicle", ["images/a.tif", "images/c.tif"]),
+        _record("r1", "ship", ["images/b.tif"], question="And this one, at a glance?"),
+        _record("bad", "x", ["images/corrupt.tif"]),
+    ]
+    full = Collator(bb, root)(recs)
+    packed = Collator(bb, root, pixel_format="uint8")(recs)
+    assert packed.ids == full.ids == ["r0", "r1"] and packed.failures == full.failures
+    x, y = full.inputs, packed.inputs
+    assert set(y) == set(x)
+    for key in set(x) - {"pixel_values"}:
+        assert torch.equal(y[key], x[key]), key
+    p = bb.patch_size
+    assert y["pixel_values"].dtype == torch.uint8
+    assert y["pixel_values"].shape == (x["pixel_values"].shape[0], 3 * p * p)
+    assert y["pixel_values"].nbytes * 8 == x["pixel_values"].nbytes
+    # the model expands them to the float32 rows (earthvlm.models.pixels)
+    from earthvlm.models.pixels import installed_packed_pixels
+
+    expand = installed_packed_pixels(bb.model)
+    assert expand is not None and torch.equal(expand.expand(y["pixel_values"]), x["pixel_values"])
+    with torch.no_grad():
+        assert torch.equal(bb.model(**y).loss, bb.model(**x).loss)
+    # one sample alone, and numpy batches, in the same format
+    sample = Collator(bb, root, pixel_format="uint8").encode_sample(recs[1]).arrays
+    n = int(y["image_grid_thw"][-1].prod())  # r1's one image: the batch's last rows
+    assert sample["pixel_values"].dtype == np.uint8 and sample["pixel_values"].shape[0] == n
+    np.testing.assert_array_equal(sample["pixel_values"], y["pixel_values"][-n:].numpy())
+    as_np = Collator(bb, root, pixel_format="uint8", return_tensors="np")(recs).inputs
+    np.testing.assert_array_equal(as_np["pixel_values"], y["pixel_values"].numpy())
+
+
+def test_a_bad_pixel_format_names_the_argument(backbones: dict, root: Path) -> None:
+    with pytest.raises(ValueError, match=r"pixel_format='bf16': choose one of \('float32', "):
+        Collator(backbones["qwen3_vl"], root, pixel_format="bf16")  # type: ignore[arg-type]
+
+
+def _conversations(family: str) -> list[Record]:
+    """Multi-image, multi-turn with a tool round trip, an image in a later turn, text only."""
+    tool_role = "tool" if family == "qwen3_vl" else "user"  # Qwen2.5-VL's template: no images
+    args = '{"name": "zoom_in", "arguments": {"bbox_2d": [0, 0, 32, 32]}}'
+    call = f"<tool_call>\n{args}\n</tool_call>"
+    return [
+        _record("multi", "two chips", ["images/a.tif", "images/c.tif"], order=[1, 0]),
+        Record(
+            id="turns",
+            task="vqa",
+            source="test",
+            images=[
+                ImageRef(path="images/a.tif", gsd=GSD.exact(0.5)),
+                ImageRef(path="images/b.tif", gsd=GSD.exact(0.25)),
+            ],
+            messages=[
+                Message(role="system", content="You look at satellite images."),
+                Message(role="user", content=[ImagePart(index=0), TextPart(text="Any ship?")]),
+                Message(role="assistant", content=f"<think>Zoom in.</think>\n{call}"),
+                Message(
+                    role=tool_role,
+                    content=[
+                        TextPart(text="<tool_response>"),
+                        ImagePart(index=1),
+                        TextPart(text="</tool_response>"),
+                    ],
+                ),
+                Message(role="assistant", content="Yes, one."),
+                Message(role="user", content="And a plane?"),
+                Message(role="assistant", content="No."),
+            ],
+        ),
+        Record(
+            id="text",
+            task="vqa",
+            source="test",
+            images=[],
+            messages=[
+                Message(role="user", content="What is a GSD?"),
+                Message(role="assistant", content="Ground sample distance."),
+            ],
+        ),
+    ]
+
+
+@pytest.mark.parametrize("family", ["qwen3_vl", "qwen2_5_vl"])
+@pytest.mark.parametrize("mode", ["train", "generate"])
+def test_the_text_shortcut_gives_the_processor_s_arrays(
+    backbones: dict, root: Path, family: str, mode: str
+) -> None:
+    bb = backbones[family]
+    recs = _conversations(family)
+    fast = Collator(bb, root, mode=mode)  # type: ignore[arg-type]
+    slow = Collator(bb, root, mode=mode)  # type: ignore[arg-type]
+    slow._fast_text = False  # the processor's apply_chat_template for every sample
+    a, b = fast(recs), slow(recs)
+    assert fast._fast_text is True  # checked on the first sample, then used
+    assert a.ids == b.ids == ["multi", "turns", "text"] and not a.failures
+    assert set(a.inputs) == set(b.inputs)
+    for key in b.inputs:
+        assert torch.equal(a.inputs[key], b.inputs[key]), key
+    image_id = bb.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+    assert int((a.inputs["input_ids"][1] == image_id).sum()) > 2  # placeholders expanded
+    for rec in recs:  # sample by sample too
+        x, y = fast.encode_sample(rec).arrays, slow.encode_sample(rec).arrays
+        assert set(x) == set(y) and all(np.array_equal(x[k], y[k]) for k in y), rec.id
+
+
+def test_a_text_shortcut_that_differs_is_dropped(
+    backbones: dict, root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bb = backbones["qwen3_vl"]
+    recs = _conversations("qwen3_vl")
+    collator = Collator(bb, root)
+    real = collator._encode_text
+
+    def off_by_one(messages):  # type: ignore[no-untyped-def]
+        out = real(messages)
+        out["attention_mask"] = out["attention_mask"][:, 1:]
+        return out
+
+    monkeypatch.setattr(collator, "_encode_text", off_by_one)
+    with pytest.warns(UserWarning, match="text shortcut differs from the processor"):
+        batch = collator(recs)
+    assert collator._fast_text is False
+    slow = Collator(bb, root)
+    slow._fast_text = False
+    ref = slow(recs).inputs
+    assert all(torch.equal(batch.inputs[k], ref[k]) for k in ref)

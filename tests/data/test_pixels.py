@@ -22,6 +22,7 @@ from earthvlm.data.pixels import (
     PixelProcessor,
     array_to_rgb,
     decode_image,
+    normalised_table,
     to_rgb,
 )
 from earthvlm.models.processor import FAMILIES, PATCH_SIZE, build_image_processor, build_processor
@@ -235,3 +236,51 @@ def test_it_pickles_for_dataloader_workers(pair) -> None:
     assert clone == pp
     img = Image.fromarray(np.random.default_rng(7).integers(0, 256, (40, 60, 3), np.uint8))
     np.testing.assert_array_equal(clone(img)["pixel_values"], pp(img)["pixel_values"])
+
+
+def _unpack(pp: PixelProcessor, packed: np.ndarray) -> np.ndarray:
+    """Packed rows -> float32 rows: the table lookup, repeated over the temporal patch."""
+    table = normalised_table(pp.image_mean, pp.image_std, pp.rescale_factor)
+    n, pp2 = packed.shape[0], pp.patch_size**2
+    values = table[np.arange(3)[None, :, None], packed.reshape(n, 3, pp2)]
+    return np.repeat(values[:, :, None], pp.temporal_patch_size, axis=2).reshape(n, -1)
+
+
+def test_packed_patches_are_the_float_rows_before_normalising(pair) -> None:
+    _, pp = pair
+    rng = np.random.default_rng(8)
+    for h, w in _random_sizes(rng, 30):
+        arr = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        for image in (arr, Image.fromarray(arr)):  # strided array planes, PIL bands
+            packed, full = pp.pack(image), pp(image)
+            assert packed["pixel_values"].dtype == np.uint8
+            assert packed["pixel_values"].shape == (full["pixel_values"].shape[0], pp.packed_dim)
+            np.testing.assert_array_equal(packed["image_grid_thw"], full["image_grid_thw"])
+            assert np.array_equal(_unpack(pp, packed["pixel_values"]), full["pixel_values"])
+    assert pp.patch_dim == pp.temporal_patch_size * pp.packed_dim
+
+
+def test_packed_rows_are_patches_in_merge_window_order() -> None:
+    """A worked example: 2 x 2 merge windows of 16 px patches on a 64 x 64 image."""
+    pp = PixelProcessor(16, (0.5,) * 3, (0.5,) * 3, min_pixels=64 * 64, max_pixels=64 * 64)
+    y, x = np.mgrid[0:64, 0:64]
+    image = np.stack([y, x, (y // 16) * 4 + x // 16], axis=-1).astype(np.uint8)
+    rows = pp.pack(image)["pixel_values"].reshape(16, 3, 16, 16)
+    # window (0, 1) holds patches (0, 2), (0, 3), (1, 2), (1, 3): rows 4..7
+    assert [int(r[2, 0, 0]) for r in rows[4:8]] == [2, 3, 6, 7]
+    assert int(rows[5, 0, 3, 7]) == 3 and int(rows[5, 1, 3, 7]) == 48 + 7  # y, x of a pixel
+    assert np.array_equal(rows[9, 0], y[32:48, 16:32])  # patch (2, 1): rows 32.., cols 16..
+    assert np.array_equal(rows[9, 1], x[32:48, 16:32])
+
+
+def test_plans_write_either_format_and_refuse_other_arrays(pair) -> None:
+    _, pp = pair
+    plan = pp.plan(Image.fromarray(np.zeros((50, 70, 3), np.uint8)))
+    n = plan.num_patches
+    plan.write(np.empty((n, pp.patch_dim), np.float32))
+    plan.write(np.empty((n, pp.packed_dim), np.uint8))
+    for bad in (np.empty((n, pp.patch_dim), np.uint8), np.empty((n, pp.packed_dim), np.float32),
+                np.empty((n, pp.packed_dim), np.float64)):  # fmt: skip
+        with pytest.raises(ValueError, match=rf"give float32 \({n}, {pp.patch_dim}\) or packed "
+                           rf"uint8 \({n}, {pp.packed_dim}\)"):  # fmt: skip
+            plan.write(bad)

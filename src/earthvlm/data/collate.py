@@ -64,6 +64,20 @@ arrays and the processor's own ``BatchFeature`` class converts the padded batch 
 tensors. In a batch, each image's patches are written straight into the batch's
 ``pixel_values`` (:class:`~earthvlm.data.pixels.PixelPlan`), not into a per-sample array
 that padding would then concatenate (a copy of the whole float32 batch).
+
+The text is tokenised before the image placeholders are expanded, by the tokenizer's
+own chat template call, and each ``<|image_pad|>`` is then repeated in NumPy (what the
+processor does by expanding the text and tokenising it again, with a Python loop over
+every token for the assistant mask: 0.6-2.7 ms more per sample at 512-1024 px,
+``BENCHMARKS.md``). The first sample a collator encodes is also encoded by the
+processor, and the shortcut is kept only if every array is identical (else a warning,
+and the processor path from then on).
+
+``pixel_format="uint8"`` makes ``pixel_values`` the packed patches instead: ``(patches,
+3 * p * p)`` uint8, the same rows in the same order, neither normalised nor repeated over
+the temporal patch (an eighth of the float32 bytes). A backbone built or loaded by
+``earthvlm.models`` expands them in its vision tower to exactly the float32 rows
+(``earthvlm.models.pixels``); a model without that hook cannot read them.
 """
 
 from __future__ import annotations
@@ -107,6 +121,8 @@ IGNORE_INDEX = -100
 #: Processor outputs with one entry per token (padded) and per image (concatenated).
 _SEQ_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "labels")
 _IMAGE_KEYS = ("pixel_values", "image_grid_thw")
+#: ``pixel_values`` formats: the processor's float32 rows, or packed uint8 patches.
+PIXEL_FORMATS = ("float32", "uint8")
 #: Image modalities the collator reads.
 READ_MODALITIES = ("optical", "sar", "multispectral")
 #: Record ``meta`` keys that describe its SAR images (see the module docstring).
@@ -243,6 +259,10 @@ class Collator:
         read_masks: Read each record's masks into :attr:`CollatedBatch.masks`
             (referring segmentation). Off by default: records that carry masks for other
             uses are then batched without reading them.
+        pixel_format: ``"float32"`` (default): ``pixel_values`` as the transformers
+            processor gives them; ``"uint8"``: packed uint8 patches (see the module
+            docstring), for a model whose vision tower expands them (every backbone
+            ``earthvlm.models`` builds or loads).
 
     Raises:
         ValueError: For a bad argument, naming it.
@@ -261,6 +281,7 @@ class Collator:
         max_read_pixels: int = DEFAULT_MAX_READ_PIXELS,
         image_cache: int = 0,
         read_masks: bool = False,
+        pixel_format: Literal["float32", "uint8"] = "float32",
     ) -> None:
         if mode not in ("train", "generate"):
             raise ValueError(f"mode={mode!r}: choose 'train' or 'generate'")
@@ -275,6 +296,8 @@ class Collator:
             raise ValueError(f"return_tensors={return_tensors!r}: choose 'pt' or 'np'")
         if image_cache < 0:
             raise ValueError(f"image_cache={image_cache}: must be >= 0 (0 disables it)")
+        if pixel_format not in PIXEL_FORMATS:
+            raise ValueError(f"pixel_format={pixel_format!r}: choose one of {PIXEL_FORMATS}")
         # keep the processor, not the backbone: DataLoader workers need no model copy
         # images go through earthvlm's numpy image processor: pixel_values identical to
         # transformers' (tests/data/test_pixels.py), 1.6-3x faster (BENCHMARKS.md); a
@@ -291,6 +314,8 @@ class Collator:
         self.on_error, self.return_tensors = on_error, return_tensors
         self.max_read_pixels = max_read_pixels
         self.image_cache, self.read_masks = image_cache, read_masks
+        self.pixel_format = pixel_format
+        self._pixel_dtype = np.dtype(np.uint8 if pixel_format == "uint8" else np.float32)
         self._images: OrderedDict[tuple[Any, ...], Image.Image] = OrderedDict()
         self.template = backbone.chat_template(training=mode == "train")
         tok = backbone.tokenizer
@@ -301,6 +326,10 @@ class Collator:
             if (i := tok.convert_tokens_to_ids(t)) is not None and i != tok.unk_token_id
         }
         self._feature_type: Any = None
+        # None: the text shortcut (_encode_text) is not yet checked against the processor
+        self._fast_text: bool | None = None
+        self._image_pad = tok.convert_tokens_to_ids(getattr(backbone.processor, "image_token",
+                                                            "<|image_pad|>"))  # fmt: skip
         self.control = sorted(
             {str(t) for t in tok.added_tokens_decoder.values() if getattr(t, "special", False)}
             | {str(t) for t in getattr(tok, "all_special_tokens", [])}
@@ -515,21 +544,36 @@ class Collator:
         self._check_text(rec)
         conv = self._conversation(rec)
         train = self.mode == "train"
-        processor = self._planner if planned else self.processor
-        out = processor.apply_chat_template(
-            conv.messages,
-            chat_template=self.template,
-            tokenize=True,
-            return_dict=True,
-            # lists, made arrays below: with "np" transformers flattens every token list
-            # (twice with the assistant mask) only to test it for emptiness
-            return_tensors=None,
-            return_assistant_tokens_mask=train,
-            add_generation_prompt=not train,
-        )
-        self._feature_type = type(out)
+        # packed pixels come from a plan (PixelProcessor.__call__ writes float32 only)
+        plan = planned or self.pixel_format != "float32"
+        processor = self._planner if plan else self.processor
+        out = self._encode_text(conv.messages) if self._fast_text is not False else None
+        if out is None or self._fast_text is None:
+            ref = processor.apply_chat_template(
+                conv.messages,
+                chat_template=self.template,
+                tokenize=True,
+                return_dict=True,
+                # lists, made arrays below: with "np" transformers flattens every token list
+                # (twice with the assistant mask) only to test it for emptiness
+                return_tensors=None,
+                return_assistant_tokens_mask=train,
+                add_generation_prompt=not train,
+            )
+            self._feature_type = type(ref)
+            if out is not None:  # the first sample: the shortcut must give the same arrays
+                self._fast_text = _same_text(out, ref)
+                if not self._fast_text:
+                    warnings.warn(
+                        "the collator's text shortcut differs from the processor for this "
+                        "backbone's tokenizer or template; using the processor (slower)",
+                        stacklevel=2,
+                    )
+            out = ref
         sample: dict[str, np.ndarray] = {}
         for key, value in out.items():
+            if isinstance(value, PixelPlan) and not planned:
+                value = self._write_pixels([value])
             arr = value if isinstance(value, PixelPlan) else np.asarray(value)
             sample[key] = arr[0] if key in _SEQ_KEYS or key == "assistant_masks" else arr
         ids = sample["input_ids"]
@@ -560,6 +604,49 @@ class Collator:
             mask_image=mask_image,
             layouts=conv.layouts,
         )
+
+    def _encode_text(self, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+        """The processor's ``apply_chat_template`` output (sequences as ``(1, n)``), from the
+        unexpanded prompt: tokenised by the tokenizer's chat template call (assistant mask
+        included), each ``<|image_pad|>`` then repeated ``grid / merge**2`` times. ``None``
+        when the prompt's placeholders do not match the images (the processor decides)."""
+        train = self.mode == "train"
+        images = [part["image"] for m in messages if isinstance(m["content"], list)
+                  for part in m["content"] if part.get("type") == "image"]  # fmt: skip
+        enc = self.processor.tokenizer.apply_chat_template(
+            messages,
+            chat_template=self.template,
+            tokenize=True,
+            return_dict=True,
+            return_assistant_tokens_mask=train,
+            add_generation_prompt=not train,
+        )
+        ids = np.asarray(enc["input_ids"], dtype=np.int64)
+        pads = np.flatnonzero(ids == self._image_pad)
+        if len(pads) != len(images):
+            return None
+        out: dict[str, Any] = {}
+        repeats = None
+        if images:
+            pixels = cast(PixelProcessor, self.processor.image_processor)
+            plan = pixels.plan(images)
+            repeats = np.ones(len(ids), dtype=np.int64)
+            repeats[pads] = plan.grids.prod(axis=1) // pixels.merge_size**2
+            out["pixel_values"], out["image_grid_thw"] = plan, plan.grids
+
+        def expand(values: Any) -> np.ndarray:
+            arr = np.asarray(values, dtype=np.int64)
+            return (arr if repeats is None else np.repeat(arr, repeats))[None]
+
+        out["input_ids"] = expand(ids)
+        out["attention_mask"] = expand(enc["attention_mask"])
+        if getattr(self.processor, "return_mm_token_type_ids", False):
+            out["mm_token_type_ids"] = np.asarray(
+                self.processor.create_mm_token_type_ids(out["input_ids"]), dtype=np.int64
+            )
+        if train:
+            out["assistant_masks"] = expand(enc["assistant_masks"])
+        return out
 
     # -- masks ----------------------------------------------------------------------------
 
@@ -684,17 +771,22 @@ class Collator:
         for key in _IMAGE_KEYS:
             parts = [s[key] for s in samples if key in s]
             if parts and isinstance(parts[0], PixelPlan):
-                plans = cast(list[PixelPlan], parts)
-                total = sum(p.num_patches for p in plans)
-                pixels = np.empty((total, plans[0].processor.patch_dim), dtype=np.float32)
-                start = 0
-                for plan in plans:
-                    plan.write(pixels[start : start + plan.num_patches])
-                    start += plan.num_patches
-                out[key] = pixels
+                out[key] = self._write_pixels(cast(list[PixelPlan], parts))
             elif parts:
                 out[key] = np.concatenate(parts, axis=0)
         return out
+
+    def _write_pixels(self, plans: list[PixelPlan]) -> np.ndarray:
+        """The plans' patches in one ``pixel_values`` array, in :attr:`pixel_format`."""
+        pp = plans[0].processor
+        width = pp.packed_dim if self.pixel_format == "uint8" else pp.patch_dim
+        total = sum(p.num_patches for p in plans)
+        pixels = np.empty((total, width), dtype=self._pixel_dtype)
+        start = 0
+        for plan in plans:
+            plan.write(pixels[start : start + plan.num_patches])
+            start += plan.num_patches
+        return pixels
 
 
 class _PlannedPixels:
@@ -712,6 +804,18 @@ class _PlannedPixels:
     def __call__(self, images: Any, **kwargs: Any) -> dict[str, Any]:
         plan = self.pixels.plan(images, **kwargs)
         return {"pixel_values": plan, "image_grid_thw": plan.grids}
+
+
+def _same_text(fast: Mapping[str, Any], ref: Mapping[str, Any]) -> bool:
+    """Whether the text shortcut's arrays equal the processor's (pixels aside: both are
+    planned or written by the same :class:`~earthvlm.data.pixels.PixelProcessor`)."""
+    if set(fast) != set(ref):
+        return False
+    for key in set(ref) - {"pixel_values"}:
+        a, b = np.asarray(fast[key]), np.asarray(ref[key])
+        if a.shape != b.shape or not np.array_equal(a, b):
+            return False
+    return True
 
 
 def _sar_options(ref: ImageRef, meta: Mapping[str, Any]) -> tuple[str | None, DbScale]:
@@ -821,6 +925,7 @@ def _decode_rle(rle: Mapping[str, Any], max_pixels: int) -> np.ndarray:
 
 __all__ = [
     "IGNORE_INDEX",
+    "PIXEL_FORMATS",
     "READ_MODALITIES",
     "BackboneLike",
     "CollatedBatch",

@@ -21,6 +21,12 @@ both share). The steps and where they match it:
    with patches in merge-window order and the still image repeated over the temporal
    patch.
 
+*Packed patches* (opt-in, :meth:`PixelProcessor.pack`, or :meth:`PixelPlan.write` into a
+uint8 array): the same rows in the same order, ``(patches, C * p * p)`` uint8, steps 3
+and the temporal repeat left out: an eighth of the float32 bytes. The model expands them
+on its device to exactly the float32 rows (``earthvlm.models.pixels``, a pre-hook on the
+vision tower's patch embedding, with :func:`normalised_table`'s arithmetic).
+
 Why it is faster (the processor spends most of its time copying): it normalises the
 whole image in float64 then float32 with several temporaries, transposes a 9-axis view
 element by element, and concatenates. Here each channel plane is normalised in
@@ -110,6 +116,22 @@ def array_to_rgb(array: np.ndarray) -> np.ndarray:
         alpha = a[..., 3:4] / 255
         return np.round(alpha * a[..., :3] + (1 - alpha) * 255).astype(np.uint8)
     return a
+
+
+def normalised_table(
+    image_mean: Sequence[float], image_std: Sequence[float], rescale_factor: float
+) -> np.ndarray:
+    """The normalised value of every uint8 per channel: ``(3, 256)`` float32.
+
+    The transformers processor's arithmetic: rescale in float64, cast to float32, then
+    ``(x - mean) / std`` in float32. What :class:`PixelProcessor` reproduces bit for bit
+    and what packed patches are expanded to on the model side.
+    """
+    mean = np.asarray(image_mean, dtype=np.float32)
+    std = np.asarray(image_std, dtype=np.float32)
+    values = np.arange(256, dtype=np.uint8)
+    t = (values.astype(np.float64) * rescale_factor).astype(np.float32)
+    return (t[None, :] - mean[:, None]) / std[:, None]
 
 
 def decode_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_READ_PIXELS):
@@ -204,8 +226,7 @@ class PixelProcessor:
         # the processor's arithmetic on every uint8 value: float64 rescale, float32 cast,
         # float32 (x - mean) / std; the fast path must reproduce it bit for bit
         values = np.arange(256, dtype=np.uint8)
-        t = (values.astype(np.float64) * self.rescale_factor).astype(np.float32)
-        expected = (t[None, :] - mean[:, None]) / std[:, None]
+        expected = normalised_table(self.image_mean, self.image_std, self.rescale_factor)
         fast = np.empty((3, 256), dtype=np.float32)
         for c in range(3):
             self._normalise(values, c, fast[c])
@@ -263,6 +284,11 @@ class PixelProcessor:
         """Values per patch: ``3 * temporal_patch_size * patch_size**2``."""
         return 3 * self.temporal_patch_size * self.patch_size**2
 
+    @property
+    def packed_dim(self) -> int:
+        """Values per packed patch: ``3 * patch_size**2`` (uint8, one frame, not normalised)."""
+        return 3 * self.patch_size**2
+
     def target_size(self, height: int, width: int) -> tuple[int, int]:
         """The ``(height, width)`` an image of this size is resized to."""
         return smart_resize(height, width, self.factor, self.min_pixels, self.max_pixels)
@@ -312,7 +338,11 @@ class PixelProcessor:
         np.divide(out, self._std[c], out=out)
 
     def _write_patches(self, planes: Sequence[np.ndarray], out: np.ndarray) -> None:
-        """Normalise ``planes`` and write their patches into ``out`` (rows, patch_dim)."""
+        """Normalise ``planes`` and write their patches into ``out`` (rows, patch_dim);
+        a uint8 ``out`` (rows, packed_dim) takes the packed patches instead."""
+        if out.dtype == np.uint8:
+            self._write_packed(planes, out)
+            return
         p, m, t_size = self.patch_size, self.merge_size, self.temporal_patch_size
         h, w = planes[0].shape
         gh, gw = h // (p * m), w // (p * m)  # merge windows per column and per row
@@ -332,6 +362,19 @@ class PixelProcessor:
             src = block.view(row).reshape(3, g1 - g0, m, p, gw, m).transpose(1, 4, 2, 5, 0, 3)
             part = dst[g0:g1]
             part[...] = np.broadcast_to(src[:, :, :, :, :, None, :], part.shape)
+
+    def _write_packed(self, planes: Sequence[np.ndarray], out: np.ndarray) -> None:
+        """Write the uint8 patches of ``planes`` into ``out`` (rows, packed_dim): the
+        float layout without the temporal axis, values as they are."""
+        p, m = self.patch_size, self.merge_size
+        h, w = planes[0].shape
+        gh, gw = h // (p * m), w // (p * m)
+        row = np.dtype((np.void, p))  # p uint8 values moved as one item
+        dst = out.reshape(gh, gw, m, m, 3, p, p).view(row)[..., 0]  # (gh, gw, m, m, C, p)
+        for c in range(3):
+            # (g, m, p, gw, m) items -> (g, gw, m, m, p): merge-window patch order
+            src = np.ascontiguousarray(planes[c]).view(row).reshape(gh, m, p, gw, m)
+            dst[:, :, :, :, c] = src.transpose(0, 3, 1, 4, 2)
 
     def preprocess(self, image: ImageLike) -> tuple[np.ndarray, np.ndarray]:
         """One image's ``pixel_values`` (patches, patch_dim) and ``image_grid_thw`` (3,)."""
@@ -353,6 +396,20 @@ class PixelProcessor:
         """
         plan = self.plan(images, **kwargs)
         out = np.empty((plan.num_patches, self.patch_dim), dtype=np.float32)
+        plan.write(out)
+        return {"pixel_values": out, "image_grid_thw": plan.grids}
+
+    def pack(self, images: ImageLike | Iterable[Any]) -> dict[str, np.ndarray]:
+        """Images -> ``{"pixel_values": (sum of patches, packed_dim) uint8,
+        "image_grid_thw": (n_images, 3) int64}``: :meth:`__call__`'s rows before
+        normalising and repeating over the temporal patch (see the module docstring).
+
+        Raises:
+            ValueError: For a bad image.
+            ImageDecodeError: For a file that cannot be decoded.
+        """
+        plan = self.plan(images)
+        out = np.empty((plan.num_patches, self.packed_dim), dtype=np.uint8)
         plan.write(out)
         return {"pixel_values": out, "image_grid_thw": plan.grids}
 
@@ -403,16 +460,19 @@ class PixelPlan:
         return int(self.grids.prod(axis=1).sum())
 
     def write(self, out: np.ndarray) -> None:
-        """Write ``pixel_values`` into ``out``: ``(num_patches, patch_dim)`` float32, e.g. a
-        slice of a batch's array.
+        """Write ``pixel_values`` into ``out``, e.g. a slice of a batch's array:
+        ``(num_patches, patch_dim)`` float32, or the packed patches into
+        ``(num_patches, packed_dim)`` uint8.
 
         Raises:
             ValueError: If ``out`` has another shape or dtype.
         """
         pp = self.processor
-        if out.shape != (self.num_patches, pp.patch_dim) or out.dtype != np.float32:
+        dims = {np.dtype(np.float32): pp.patch_dim, np.dtype(np.uint8): pp.packed_dim}
+        if out.shape != (self.num_patches, dims.get(out.dtype, -1)):
             raise ValueError(
-                f"out is {out.dtype} {out.shape}; give float32 ({self.num_patches}, {pp.patch_dim})"
+                f"out is {out.dtype} {out.shape}; give float32 ({self.num_patches}, "
+                f"{pp.patch_dim}) or packed uint8 ({self.num_patches}, {pp.packed_dim})"
             )
         start = 0
         for rgb, size, n in zip(self.images, self.sizes, self.grids.prod(axis=1).tolist(),
@@ -434,5 +494,6 @@ __all__ = [
     "PixelProcessor",
     "array_to_rgb",
     "decode_image",
+    "normalised_table",
     "to_rgb",
 ]

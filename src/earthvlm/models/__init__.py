@@ -6,6 +6,8 @@
 * :func:`save_backbone` / :func:`load_backbone`: safetensors checkpoints with provenance;
   loading also accepts downloaded Qwen3-VL and Qwen2.5-VL folders, optionally in NF4.
 * :func:`pooled_vision_features`: per-image mean of the vision tower's merged tokens.
+* :func:`install_packed_pixels`: the vision tower reads packed uint8 ``pixel_values``
+  (installed on every backbone built or loaded here).
 
 This layer imports torch and transformers; the layers below it do not.
 """
@@ -18,6 +20,7 @@ from .backbone import (
     pooled_vision_features,
 )
 from .checkpoint import META_FILE, load_backbone, save_backbone
+from .pixels import PackedPixels, PackedPixelsError, install_packed_pixels, installed_packed_pixels
 from .processor import (
     FAMILIES,
     EarthQwen2_5_VLProcessor,
@@ -37,10 +40,14 @@ __all__ = [
     "Backbone",
     "EarthQwen2_5_VLProcessor",
     "EarthQwen3VLProcessor",
+    "PackedPixels",
+    "PackedPixelsError",
     "build_image_processor",
     "build_processor",
     "build_tiny_backbone",
     "build_tiny_tokenizer",
+    "install_packed_pixels",
+    "installed_packed_pixels",
     "load_backbone",
     "official_chat_template",
     "pool_merged_tokens",

@@ -13,6 +13,7 @@ Sizes and config checks are in :mod:`.config`; saving and loading in :mod:`.chec
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ import torch
 from transformers import Qwen2_5_VLForConditionalGeneration, Qwen3VLForConditionalGeneration
 
 from .config import _config
+from .pixels import install_packed_pixels
 from .processor import MERGE_SIZE, build_processor, check_family, official_chat_template
 from .tokenizer import TINY_VOCAB_SIZE, build_tiny_tokenizer
 
@@ -30,6 +32,7 @@ MODEL_CLASSES: dict[str, type] = {
     "qwen3_vl": Qwen3VLForConditionalGeneration,
     "qwen2_5_vl": Qwen2_5_VLForConditionalGeneration,
 }
+logger = logging.getLogger(__name__)
 
 
 @dataclass(eq=False)
@@ -118,8 +121,15 @@ def build_tiny_backbone(
 
 
 def _backbone(model: Any, processor: Any, family: str, **extra: Any) -> Backbone:
+    """The :class:`Backbone` of a built or loaded model, its vision tower made to read
+    packed uint8 pixels too (``earthvlm.models.pixels``), so that every path that builds
+    or loads a backbone (training, evaluation, fusion, segmentation) takes both formats."""
     vision = model.config.vision_config
     ip = processor.image_processor
+    try:
+        install_packed_pixels(model, ip)
+    except ValueError as e:  # a processor earthvlm's collator does not reproduce either
+        logger.info("packed uint8 pixel_values are not available for this backbone: %s", e)
     return Backbone(
         model=model,
         processor=processor,

@@ -50,6 +50,7 @@ from torch.nn import functional as F
 
 from earthvlm.errors import EarthVLMError
 from earthvlm.models.fusion import IGNORE_INDEX, EarthFusion, image_runs
+from earthvlm.models.pixels import installed_packed_pixels
 
 #: The segmentation token.
 SEG_TOKEN = "[SEG]"
@@ -585,9 +586,19 @@ class EarthSeg(nn.Module):
         return tokens[k], (int(thw[1]) // self.merge, int(thw[2]) // self.merge)
 
     def _pixels(self, inputs: Mapping[str, Any], k: int) -> torch.Tensor:
+        """Image ``k`` as ``(3, H, W)`` normalised values, from float32 or packed rows."""
         grid = inputs["image_grid_thw"]
         sizes = grid.prod(-1).tolist()
         rows = inputs["pixel_values"][sum(sizes[:k]) : sum(sizes[: k + 1])]
+        if rows.shape[-1] == 3 * self.patch**2 and self.temporal > 1:  # packed uint8 rows
+            packed = installed_packed_pixels(self._hf)
+            if packed is None:
+                raise SegError(
+                    "pixel_values are packed uint8 rows but the model does not expand them: "
+                    "install_packed_pixels(model, processor) (earthvlm.models.pixels) or "
+                    "collate with pixel_format='float32'"
+                )
+            rows = packed.expand(rows, torch.float32)  # the float32 rows, bit for bit
         return pixels_from_patches(rows, grid[k], self.patch, self.merge, self.temporal)
 
     # -- checkpoints ----------------------------------------------------------------------

@@ -149,6 +149,11 @@ class DataConfig:
     gsd_as_text: bool = False
     """State each image's GSD in the prompt (:mod:`earthvlm.data.gsd_text`): with
     ``adapter.kind: lora`` this is the B3 baseline (ScaleEarth App. A.1)."""
+    pixel_format: Literal["float32", "uint8"] = "float32"
+    """``pixel_values`` of training batches: ``float32``, the processor's rows; ``uint8``,
+    packed patches (an eighth of the bytes) that the vision tower expands to the same
+    values on its device (:mod:`earthvlm.models.pixels`): cheaper batches where the model
+    runs on an accelerator, the same loss."""
 
     def __post_init__(self) -> None:
         if self.mixture is not None:
@@ -173,6 +178,11 @@ class DataConfig:
             )
         if self.sampler not in ("balanced", "shuffle"):
             raise ValueError(f"data.sampler={self.sampler!r}: choose 'balanced' or 'shuffle'")
+        if self.pixel_format not in ("float32", "uint8"):
+            raise ValueError(
+                f"data.pixel_format={self.pixel_format!r}: choose 'float32' (the processor's "
+                "rows) or 'uint8' (packed, expanded by the model)"
+            )
         if not 0.0 <= self.exact_share <= 1.0:
             raise ValueError(f"data.exact_share={self.exact_share}: must be in [0, 1]")
         if self.min_bins < 0:

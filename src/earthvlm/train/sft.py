@@ -223,7 +223,7 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
                      per_device, accum, accelerator.process_index, procs)  # fmt: skip
     collator = Collator(
         parts.backbone, data.root, max_length=cfg.data.max_length,
-        read_masks=parts.seg is not None,
+        read_masks=parts.seg is not None, pixel_format=cfg.data.pixel_format,
     )  # fmt: skip
     layers = gated(parts)
     if main:
