@@ -2,7 +2,7 @@
 
 A batch of VQA records (one user turn: an image and a question; one assistant turn: the
 answer) becomes what a training step takes: ``input_ids``, ``attention_mask``,
-``labels`` (assistant tokens only), ``pixel_values`` and ``image_grid_thw``. Three paths
+``labels`` (assistant tokens only), ``pixel_values`` and ``image_grid_thw``. Four paths
 over the same records and JPEG files, measured in the same run, round-robin (median of
 the repeats):
 
@@ -14,7 +14,15 @@ the repeats):
   header, up to the padding (the answer is the last turn);
 * ours, ``Collator``: ``earthvlm.data.collate.Collator(backbone, root)(records)`` in
   training mode (safe path resolution and raster reading, the training chat template's
-  assistant mask, ``PixelProcessor``, per-record failure accounting).
+  assistant mask, ``PixelProcessor``, per-record failure accounting);
+* ours packed, ``Collator(..., pixel_format="uint8")``: the same batch with
+  ``pixel_values`` as packed uint8 patches, which the model expands on its device
+  (``earthvlm.models.pixels``). That expansion is timed apart on this CPU
+  (``expand ms/img``: the tower's cast to float32, then the hook's
+  ``PackedPixels.expand``, per image), the cost the packed path moves off the loader.
+  Fresh float32 memory from torch's CPU allocator is slow to fault in on Linux unless
+  ``THP_MEM_ALLOC_ENABLE=1`` (transparent huge pages, as NumPy uses for large arrays):
+  the header says which was measured.
 
 Both on the tiny offline backbones (``build_tiny_backbone``: the real Qwen3-VL and
 Qwen2.5-VL processors and chat templates around a small tokenizer), with ``max_pixels``
@@ -25,7 +33,8 @@ crops, 512 and 1024 px, quality-90 JPEG.
 Before timing, the batches are compared: ``input_ids``, ``attention_mask``, ``labels``
 and ``image_grid_thw`` must be equal (else the run stops), ``pixel_values`` within
 ``--max-diff`` (default 1e-6, the data-engine target; the printed ``max |diff|`` says by
-how much they differ). Threads are pinned to 1 (OpenMP, BLAS, torch), so samples/s are
+how much they differ; the packed batch after expansion on the CPU by the same hook code
+the model runs). Threads are pinned to 1 (OpenMP, BLAS, torch), so samples/s are
 per core. Targets from the data-engine issue: >= 4x the transformers path, within 2x of
 decoding. Usage::
 
@@ -60,6 +69,7 @@ from PIL import Image  # noqa: E402
 from earthvlm.data.collate import IGNORE_INDEX, Collator  # noqa: E402
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart  # noqa: E402
 from earthvlm.models import build_tiny_backbone  # noqa: E402
+from earthvlm.models.pixels import PackedPixels  # noqa: E402
 from earthvlm.scale.gsd import GSD  # noqa: E402
 
 TARGET_VS_TRANSFORMERS, TARGET_VS_DECODE = 4.0, 2.0
@@ -156,37 +166,58 @@ def compare(ref: Any, got: Any) -> float:
 
 
 def measure(family: str, paths: list[Path], root: Path, batch: int, repeat: int, max_diff: float):
-    """Check the batches against transformers, then time the three paths."""
+    """Check the batches against transformers, then time the four paths and the expansion."""
     bb = backbone(family)
     recs = records(paths, root, batch)
     hf = TransformersPath(bb.processor, root)
     ours = Collator(bb, root)
+    packed = Collator(bb, root, pixel_format="uint8")
+    expander = PackedPixels.from_processor(bb)  # what the model's pre-hook runs
     image_paths = [root / r.images[0].path for r in recs]
-    diff = compare(hf(recs), ours(recs).inputs)
-    if diff > max_diff:
+    ref = hf(recs)
+    diff = compare(ref, ours(recs).inputs)
+    u8 = packed(recs).inputs
+    pixels_u8 = u8["pixel_values"]
+    if pixels_u8.dtype != torch.uint8 or pixels_u8.shape[1] != expander.packed_dim:
         raise SystemExit(
-            f"{family}: pixel_values differ from transformers by {diff:g} > {max_diff:g} "
-            "(pass --max-diff to time it anyway)"
+            f"{family}: the packed batch is {pixels_u8.dtype} {tuple(pixels_u8.shape)}"
         )
+    diff_u8 = compare(ref, {**u8, "pixel_values": expander.expand(pixels_u8)})
+    if max(diff, diff_u8) > max_diff:
+        raise SystemExit(
+            f"{family}: pixel_values differ from transformers by {max(diff, diff_u8):g} > "
+            f"{max_diff:g} (pass --max-diff to time it anyway)"
+        )
+
+    def expand() -> None:
+        # as in the model: transformers casts to the tower's dtype (float32 on this CPU),
+        # then the patch embedding's pre-hook expands
+        expander.expand(pixels_u8.to(torch.float32))
+
     t = round_robin(
         {
             "decode": lambda: [decode(p) for p in image_paths],
             "hf": lambda: hf(recs),
             "ours": lambda: ours(recs),
+            "uint8": lambda: packed(recs),
+            "expand": expand,
         },
         repeat,
     )
-    speedup, vs_floor = t["hf"] / t["ours"], t["ours"] / t["decode"]
     missed = []
-    if speedup < TARGET_VS_TRANSFORMERS:
-        missed.append(f"{speedup:.2f}x transformers")
-    if vs_floor > TARGET_VS_DECODE:
-        missed.append(f"{vs_floor:.2f}x decoding time")
-    if diff > 1e-6:
-        missed.append(f"pixel_values differ by {diff:.2g}")
+    for name, label in (("ours", "float32"), ("uint8", "uint8")):
+        speedup, vs_floor = t["hf"] / t[name], t[name] / t["decode"]
+        if speedup < TARGET_VS_TRANSFORMERS:
+            missed.append(f"{label} {speedup:.2f}x transformers")
+        if vs_floor > TARGET_VS_DECODE:
+            missed.append(f"{label} {vs_floor:.2f}x decoding time")
+    if max(diff, diff_u8) > 1e-6:
+        missed.append(f"pixel_values differ by {max(diff, diff_u8):.2g}")
     line = (
-        f"{batch / t['decode']:>9.1f} {batch / t['hf']:>15.1f} {batch / t['ours']:>8.1f} "
-        f"{speedup:>17.2f}x {vs_floor:>16.2f}x {diff:>11.1e}"
+        f"{batch / t['decode']:>9.1f} {batch / t['hf']:>8.1f} {batch / t['ours']:>8.1f} "
+        f"{batch / t['uint8']:>8.1f} {t['hf'] / t['ours']:>8.2f}x {t['hf'] / t['uint8']:>8.2f}x "
+        f"{t['ours'] / t['decode']:>8.2f}x {t['uint8'] / t['decode']:>8.2f}x "
+        f"{1e3 * t['expand'] / len(image_paths):>8.2f} {diff:>8.1e} {diff_u8:>8.1e}"
     )
     return line, missed
 
@@ -207,12 +238,15 @@ def main() -> None:
     warnings.filterwarnings("ignore", module="rasterio")
     print(
         f"one thread; batches of {args.batch} records over {n} JPEG(s) per set and size, "
-        f"median of {repeat} round-robin repeats; rates in samples/s"
+        f"median of {repeat} round-robin repeats; rates in samples/s; f32: Collator(), "
+        "u8: Collator(pixel_format='uint8'); hf: transformers; /dec: time over decoding "
+        "time; expand: the packed batch's expansion on this CPU, ms per image (torch's CPU "
+        f"allocator with THP_MEM_ALLOC_ENABLE={os.environ.get('THP_MEM_ALLOC_ENABLE', 'unset')})"
     )
     print(
-        f"{'set':<10} {'family':<11} {'size':>5} {'bpp':>5} {'decode/s':>9} "
-        f"{'transformers/s':>15} {'ours/s':>8} {'ours/transformers':>18} "
-        f"{'ours time/decode':>17} {'max |diff|':>11}"
+        f"{'set':<10} {'family':<11} {'size':>5} {'bpp':>5} {'decode/s':>9} {'hf/s':>8} "
+        f"{'f32/s':>8} {'u8/s':>8} {'f32/hf':>9} {'u8/hf':>9} {'f32/dec':>9} {'u8/dec':>9} "
+        f"{'expand':>8} {'f32 diff':>8} {'u8 diff':>8}"
     )
     failed = []
     with tempfile.TemporaryDirectory() as d:
