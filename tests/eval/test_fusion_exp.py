@@ -264,7 +264,7 @@ def test_the_cli_asks_the_given_judge(tmp_path: Path) -> None:
         n_calls = server.n_calls
     data = json.loads((tmp_path / "exp" / "report.json").read_text())
     assert data["judge"] == f"LLM judge `j1` at {server.url}"
-    n_open = len(data["methods"]["hca"]["open_answers"]["fused"])
+    n_open = data["methods"]["hca"]["scores"]["fused"]["all"]["n_open"]
     # every answer generated was sent (empty answers are scored 1 without a request)
     sent = data["methods"]["hca"]["judge"]["requests"]["http_requests"]
     assert n_calls == sent and 0 < sent <= 3 * n_open
@@ -284,9 +284,13 @@ def test_the_ci_experiment_writes_its_report(tmp_path: Path) -> None:
     # open-ended answers judged through the client, by the local judge, said so
     assert "not an LLM" in data["judge"] and "not an LLM" in report
     hca = data["methods"]["hca"]
-    n_open = len(hca["open_answers"]["fused"])
+    n_open = hca["scores"]["fused"]["all"]["n_open"]
     assert n_open >= 4 and hca["judge"]["ledger"]["read"] == 3 * n_open
-    assert hca["scores"]["fused"]["all"]["n_open"] == n_open
+    lines = (tmp_path / "exp" / "open_answers.jsonl").read_text().splitlines()
+    rows = [json.loads(line) for line in lines]
+    assert len(rows) == 2 * 3 * n_open  # methods x settings x items
+    assert {r["setting"] for r in rows} == {"fused", "optical", "sar"}
+    assert all(r["reference"].endswith(".") for r in rows)
     # a second call reuses the finished runs and the data
     again = run_experiment(cfg, tmp_path / "exp")
     assert again.methods["hca"].run_dir == res.methods["hca"].run_dir
