@@ -117,6 +117,23 @@ def test_only_complete_checkpoints_are_resumed_and_config_changes_are_refused(
     assert result.resumed_from == cfg.run_dir / "checkpoint-2" and result.finished
 
 
+def test_a_checkpoint_written_before_a_config_field_existed_resumes(tiny_config: Make) -> None:
+    """A field added to the config later (here ``data.pixel_format``, absent from the
+    saved config) takes its default, which keeps the old behaviour: not a change."""
+    from earthvlm.train import checkpoint as ckpt_io
+    from earthvlm.train.sft import _config_changes, _with_defaults
+
+    cfg = tiny_config("stop_after=2")
+    train(cfg)
+    state = ckpt_io.load_state(latest_checkpoint(cfg.run_dir))
+    saved = state["config"]
+    del saved["data"]["pixel_format"]
+    assert _config_changes(saved, cfg.to_dict()) == ["data.pixel_format: None -> 'float32'"]
+    assert _config_changes(_with_defaults(saved), cfg.to_dict()) == []
+    saved["optim"]["lr"] = 0.5  # a real change is still one
+    assert _config_changes(_with_defaults(saved), cfg.to_dict()) == ["optim.lr: 0.5 -> 0.005"]
+
+
 def test_gradient_checkpointing_and_loader_workers_change_nothing(tiny_config: Make) -> None:
     checkpointed = build_model(tiny_config("model.gradient_checkpointing=true")).backbone.model
     assert checkpointed.is_activation_checkpointing

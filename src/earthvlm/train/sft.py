@@ -58,7 +58,7 @@ from earthvlm.data.ledger import Ledger
 from earthvlm.errors import EarthVLMError
 from earthvlm.io import atomic_write_text
 from earthvlm.train import checkpoint as ckpt_io
-from earthvlm.train.config import TrainConfig, dump_config
+from earthvlm.train.config import TrainConfig, config_from_dict, dump_config
 from earthvlm.train.data import (
     DataCounts,
     ensure_dataset,
@@ -113,6 +113,17 @@ def _mixed_precision(precision: str) -> str:
             "Use precision=auto (bf16 where supported, else fp32) or fp32"
         )
     return "bf16" if precision == "bf16" or (precision == "auto" and bf16_ok) else "no"
+
+
+def _with_defaults(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's saved config with the fields added since it was written at their
+    defaults: a new field's default keeps the earlier behaviour, so resuming an older
+    checkpoint is not a config change (e.g. ``data.pixel_format``). A config this version
+    cannot read is compared as saved."""
+    try:
+        return config_from_dict(saved).to_dict()
+    except (EarthVLMError, ValueError, TypeError, KeyError):
+        return saved
 
 
 def _config_changes(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
@@ -181,7 +192,7 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
     resumed_from = ckpt_io.latest_checkpoint(run_dir) if cfg.resume else None
     state = ckpt_io.load_state(resumed_from) if resumed_from else None
     if state is not None:
-        changes = _config_changes(state["config"], cfg.to_dict())
+        changes = _config_changes(_with_defaults(state["config"]), cfg.to_dict())
         if changes:
             raise EarthVLMError(
                 f"{resumed_from} was written with a different config ({'; '.join(changes)}); "
