@@ -102,6 +102,20 @@ def _verdict(diff: float, p: float | None) -> str:
     return "not shown"
 
 
+def _sign_claim(claim: str, t: dict[str, Any], compared: str, empty: str) -> dict[str, Any]:
+    """A claim checked by a paired sign test (``t`` from :func:`paired_iou` or
+    :func:`paired_judge`); ``compared`` names the two means, ``empty`` says why there is
+    nothing to compare."""
+    if not t["n"]:
+        return {"claim": claim, "holds": "no data", "measured": empty}
+    return {
+        "claim": claim,
+        "holds": _verdict(t["diff"], t["p_value"]),
+        "measured": f"{compared} on {t['n']} items ({t['better']} better, {t['worse']} "
+        f"worse; sign test p={t['p_value']:.3g})",
+    }
+
+
 def check_claims(res: FusionExpResult) -> list[dict[str, Any]]:
     """EarthMind's claims, checked on this run's numbers."""
     claims = []
@@ -116,22 +130,18 @@ def check_claims(res: FusionExpResult) -> list[dict[str, Any]]:
                         f"(McNemar p={t['p_value']:.3g})" if t["n"] else "no cloud-hidden MCQ",
         })  # fmt: skip
         s = paired_iou(fused, optical, "cloud_hidden")
-        claims.append({
-            "claim": f"{method}: fusing SAR segments cloud-hidden objects better than optical",
-            "holds": _verdict(s["diff"], s["p_value"]) if s["n"] else "no data",
-            "measured": f"mean IoU fused {_pct(s['a'])} vs optical {_pct(s['b'])} on {s['n']} "
-                        f"items ({s['better']} better, {s['worse']} worse; sign test "
-                        f"p={s['p_value']:.3g})" if s["n"] else "no cloud-hidden segmentation item",
-        })  # fmt: skip
+        claims.append(_sign_claim(
+            f"{method}: fusing SAR segments cloud-hidden objects better than optical", s,
+            f"mean IoU fused {_pct(s['a'])} vs optical {_pct(s['b'])}",
+            "no cloud-hidden segmentation item",
+        ))  # fmt: skip
         j = paired_judge(fused, optical, "cloud_hidden")
-        claims.append({
-            "claim": f"{method}: fusing SAR answers open questions about cloud-hidden "
-                     "objects better than optical alone",
-            "holds": _verdict(j["diff"], j["p_value"]) if j["n"] else "no data",
-            "measured": f"judge score fused {_score(j['a'])} vs optical {_score(j['b'])} on "
-                        f"{j['n']} items ({j['better']} better, {j['worse']} worse; sign test "
-                        f"p={j['p_value']:.3g})" if j["n"] else "no judged cloud-hidden open item",
-        })  # fmt: skip
+        claims.append(_sign_claim(
+            f"{method}: fusing SAR answers open questions about cloud-hidden objects better "
+            "than optical alone", j,
+            f"judge score fused {_score(j['a'])} vs optical {_score(j['b'])}",
+            "no judged cloud-hidden open item",
+        ))  # fmt: skip
     if res.prior and m:
         splits = next(iter(m.values())).scores["fused"].splits
         # the stronger of the non-visual baselines on these items (favours the baseline)
@@ -156,13 +166,10 @@ def check_claims(res: FusionExpResult) -> list[dict[str, Any]]:
                             f"(McNemar p={t['p_value']:.3g})",
             })  # fmt: skip
             s = paired_iou(hca, m[base].scores["fused"], "all")
-            claims.append({
-                "claim": f"HCA beats {base} on fused referring segmentation",
-                "holds": _verdict(s["diff"], s["p_value"]) if s["n"] else "no data",
-                "measured": f"mean IoU {_pct(s['a'])} vs {_pct(s['b'])} on {s['n']} items "
-                            f"({s['better']} better, {s['worse']} worse; sign test "
-                            f"p={s['p_value']:.3g})" if s["n"] else "no segmentation item",
-            })  # fmt: skip
+            claims.append(_sign_claim(
+                f"HCA beats {base} on fused referring segmentation", s,
+                f"mean IoU {_pct(s['a'])} vs {_pct(s['b'])}", "no segmentation item",
+            ))  # fmt: skip
     if "hca" in m and "concat" in m:
         gh = float(np.abs(m["hca"].mas.gap).mean())
         gc = float(np.abs(m["concat"].mas.gap).mean())
