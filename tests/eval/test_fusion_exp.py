@@ -136,6 +136,10 @@ def test_presets_and_fields_are_checked() -> None:
         preset("ci", stepz=3)
     with pytest.raises(ValueError, match="methods"):
         preset("ci", methods=("hca", "attention"))
+    with pytest.raises(ValueError, match="size_px=8"):  # the world's checks, up front
+        preset("ci", size_px=8)
+    with pytest.raises(ValueError, match="layout='tiles'"):
+        preset("ci", layout="tiles")
     tc = train_config(preset("ci"), "cosine", Path("r.jsonl"), Path("out"))
     assert tc.fusion is not None and tc.fusion.method == "cosine" and tc.seg is not None
 

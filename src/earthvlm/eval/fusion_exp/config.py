@@ -15,7 +15,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from earthvlm.eval.fusion_exp.data import LAYOUTS
+from earthvlm.eval.fusion_exp.data import WorldConfig
 from earthvlm.eval.presets import build_preset
 from earthvlm.fusion.config import METHODS
 
@@ -83,12 +83,11 @@ class FusionExpConfig:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
         if self.threads < 0:
             raise ValueError(f"threads={self.threads}: must be >= 0 (0: torch's default)")
-        if self.layout not in LAYOUTS:
-            raise ValueError(f"layout={self.layout!r}: choose from {LAYOUTS}")
         if self.family not in ("qwen3_vl", "qwen2_5_vl"):
             raise ValueError(f"family={self.family!r}: choose 'qwen3_vl' or 'qwen2_5_vl'")
-        if not 0.0 <= self.cloud_prob <= 1.0:
-            raise ValueError(f"cloud_prob={self.cloud_prob}: must be in [0, 1]")
+        # the world's own checks (layout, size_px, cloud_prob), now rather than after the
+        # first minutes of a run
+        WorldConfig(size_px=self.size_px, cloud_prob=self.cloud_prob, layout=self.layout)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form (for the report)."""
