@@ -370,14 +370,28 @@ def generate_dataset(
         records.extend(write_uhr(out, i, cfg, manifest))
         if progress:
             progress(1)
-    manifest.records = write_records(records, out / "records.jsonl")
-    digest = hashlib.sha256((out / "records.jsonl").read_bytes()).hexdigest()
-    atomic_write_text(
-        out / "manifest.json",
-        json.dumps({**manifest.to_dict(), "records_sha256": digest}, indent=2, sort_keys=True)
-        + "\n",
-    )
+    manifest.records = len(records)
+    write_records_and_manifest(out, records, manifest.to_dict())
     return manifest
 
 
-__all__ = ["Manifest", "ObjectLabel", "SynthConfig", "generate_dataset", "utm_transform"]
+def write_records_and_manifest(out: Path, records: list[Record], manifest: dict[str, Any]) -> int:
+    """Write ``out/records.jsonl`` and then ``out/manifest.json`` (``manifest`` plus the
+    records' SHA-256; written last, it marks a complete dataset); the records written."""
+    n = write_records(records, out / "records.jsonl")
+    digest = hashlib.sha256((out / "records.jsonl").read_bytes()).hexdigest()
+    atomic_write_text(
+        out / "manifest.json",
+        json.dumps({**manifest, "records_sha256": digest}, indent=2, sort_keys=True) + "\n",
+    )
+    return n
+
+
+__all__ = [
+    "Manifest",
+    "ObjectLabel",
+    "SynthConfig",
+    "generate_dataset",
+    "utm_transform",
+    "write_records_and_manifest",
+]

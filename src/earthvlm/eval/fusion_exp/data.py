@@ -40,8 +40,6 @@ these questions ask about hidden objects on purpose: that is the case fusion is 
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -50,12 +48,11 @@ from typing import Any
 
 import numpy as np
 
-from earthvlm.data.jsonl import write_records
 from earthvlm.data.record import ImagePart, ImageRef, Mask, Message, Record, TextPart
 from earthvlm.geo.raster import write_geotiff
-from earthvlm.io import atomic_write_text
 from earthvlm.scale.gsd import GSD, GSDSource
 from earthvlm.synth.catalogue import CLASSES, PlacedObject
+from earthvlm.synth.dataset import write_records_and_manifest
 from earthvlm.synth.georef import UTM_CRS, utm_transform
 from earthvlm.synth.labels import instance_mask, label_scene
 from earthvlm.synth.render import (
@@ -451,13 +448,8 @@ def write_world(out_dir: str | Path, cfg: WorldConfig) -> WorldSummary:
                 summary.items[key] += 1
         records += recs
     summary.scenes = summary.items["scenes"]
-    summary.records = write_records(records, out / "records.jsonl")
-    digest = hashlib.sha256((out / "records.jsonl").read_bytes()).hexdigest()
-    atomic_write_text(
-        out / "manifest.json",
-        json.dumps({**summary.to_dict(), "records_sha256": digest}, indent=2, sort_keys=True)
-        + "\n",
-    )
+    summary.records = len(records)
+    write_records_and_manifest(out, records, summary.to_dict())
     return summary
 
 
