@@ -18,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from _chat import fast_client
 from earthvlm.eval.judge import (
     NO_SCORE,
     NOT_WHOLE,
@@ -27,7 +28,7 @@ from earthvlm.eval.judge import (
     judge_open_ended,
     parse_judge_score,
 )
-from earthvlm.teacher import ChatClient, ClientConfig
+from earthvlm.teacher import ChatClient
 from earthvlm.teacher.fake_server import ChatCall, FakeChatServer, Reply, completion
 
 # -- reading a score ---------------------------------------------------------------------
@@ -195,19 +196,7 @@ def judge_script(call: ChatCall) -> Reply:
 
 
 def judge_client(server: FakeChatServer, cache: Path) -> ChatClient:
-    return ChatClient(
-        ClientConfig(
-            server.url,
-            "judge",
-            api_key_env=None,
-            max_tokens=64,
-            max_retries=1,
-            backoff_base_s=0.001,
-            backoff_max_s=0.01,
-            cache_dir=cache,
-            seed=0,
-        )
-    )
+    return fast_client(server.url, cache)
 
 
 QUESTIONS = ["Describe the image."] * 4 + ["Is flooding likely?"] * 3 + ["Route?"] * 3

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _vlm_batches import processor_batch
 from earthvlm.data.sensors import sar_frames
 from earthvlm.fusion import FUSED, FusionConfig, FusionInputError, build_fusion
 from earthvlm.fusion.mas import composition_from_fused
@@ -36,15 +37,7 @@ def _wrap(family: str = "qwen3_vl", method: str = "hca"):
 
 
 def _inputs(bb, images: list[list[Image.Image]], question: str = "Is the field flooded?"):
-    texts = []
-    for ims in images:
-        content = [{"type": "image"} for _ in ims] + [{"type": "text", "text": question}]
-        texts.append(
-            bb.processor.apply_chat_template(
-                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-            )
-        )
-    return bb.processor(images=images, text=texts, return_tensors="pt", padding=True)
+    return processor_batch(bb, images, question)
 
 
 def _pair(bb, seed: int = 0) -> list[Image.Image]:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _vlm_batches import processor_batch
 from earthvlm.data.pixels import PixelProcessor, normalised_table
 from earthvlm.data.sensors import sar_frames
 from earthvlm.fusion import FusionConfig, build_fusion
@@ -53,18 +54,7 @@ def _sar(seed: int, side: int) -> Image.Image:
 def _batches(bb: Any, images: list[list[Image.Image]], answers: list[str | None],
              question: str = "What is in the image?") -> tuple[dict, dict]:  # fmt: skip
     """The processor's batch (float32 pixel_values) and the same batch with packed rows."""
-    texts = []
-    for ims, answer in zip(images, answers, strict=True):
-        content = [{"type": "image"} for _ in ims] + [{"type": "text", "text": question}]
-        conv = [{"role": "user", "content": content}]
-        if answer is not None:
-            conv.append({"role": "assistant", "content": answer})
-        texts.append(
-            bb.processor.apply_chat_template(
-                conv, tokenize=False, add_generation_prompt=answer is None
-            )
-        )
-    full = bb.processor(images=images, text=texts, return_tensors="pt", padding=True)
+    full = processor_batch(bb, images, question, answers)
     packed = PixelProcessor.from_image_processor(bb.processor.image_processor).pack(images)
     assert np.array_equal(packed["image_grid_thw"], full["image_grid_thw"].numpy())
     return dict(full), {**full, "pixel_values": torch.from_numpy(packed["pixel_values"])}

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from _vlm_batches import processor_batch
 from earthvlm.adapters.cshlora import CSHLoRAConfig, inject_cshlora
 from earthvlm.errors import EarthVLMError
 from earthvlm.models import build_tiny_backbone
@@ -37,15 +38,7 @@ def _wrap(family: str, per_token: bool = True):
 
 
 def _inputs(bb, images_per_sample: list[list[Image.Image]], question: str = "What is it?"):
-    texts = []
-    for ims in images_per_sample:
-        content = [{"type": "image"} for _ in ims] + [{"type": "text", "text": question}]
-        texts.append(
-            bb.processor.apply_chat_template(
-                [{"role": "user", "content": content}], tokenize=False, add_generation_prompt=True
-            )
-        )
-    return bb.processor(images=images_per_sample, text=texts, return_tensors="pt", padding=True)
+    return processor_batch(bb, images_per_sample, question)
 
 
 @pytest.fixture(params=["qwen3_vl", "qwen2_5_vl"])

@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 from transformers import LogitsProcessor, LogitsProcessorList
 
+from _vlm_batches import processor_batch
 from earthvlm.data.sensors import sar_frames
 from earthvlm.fusion import FusionConfig, build_fusion
 from earthvlm.models import build_tiny_backbone
@@ -49,18 +50,7 @@ def _seg_model(dim: int = 32, seed: int = 0):
 
 
 def _batch(bb, images, answers, question="Segment the flooded field."):
-    texts = []
-    for ims, answer in zip(images, answers, strict=True):
-        content = [{"type": "image"} for _ in ims] + [{"type": "text", "text": question}]
-        conv = [{"role": "user", "content": content}]
-        if answer is not None:
-            conv.append({"role": "assistant", "content": answer})
-        texts.append(
-            bb.processor.apply_chat_template(
-                conv, tokenize=False, add_generation_prompt=answer is None
-            )
-        )
-    return bb.processor(images=images, text=texts, return_tensors="pt", padding=True)
+    return processor_batch(bb, images, question, answers)
 
 
 def _left_half(side: int = 64) -> torch.Tensor:

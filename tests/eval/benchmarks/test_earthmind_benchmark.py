@@ -12,6 +12,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from _chat import fast_client
 from earthvlm.data.record import Record
 from earthvlm.eval.benchmarks import BenchmarkError, build_benchmark
 from earthvlm.eval.benchmarks.earthmind import (
@@ -20,7 +21,7 @@ from earthvlm.eval.benchmarks.earthmind import (
     read_earthmind,
     score_earthmind,
 )
-from earthvlm.teacher import ChatClient, ClientConfig
+from earthvlm.teacher import ChatClient
 from earthvlm.teacher.fake_server import ChatCall, FakeChatServer, Reply, completion
 
 
@@ -44,19 +45,7 @@ def judge_script(call: ChatCall) -> Reply:
 
 
 def client(server: FakeChatServer, cache: Path) -> ChatClient:
-    return ChatClient(
-        ClientConfig(
-            server.url,
-            "judge",
-            api_key_env=None,
-            max_tokens=64,
-            max_retries=1,
-            backoff_base_s=0.001,
-            backoff_max_s=0.01,
-            cache_dir=cache,
-            seed=0,
-        )
-    )
+    return fast_client(server.url, cache)
 
 
 def predictions(recs: list[Record]) -> list[str | None]:
