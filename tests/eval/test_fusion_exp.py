@@ -35,7 +35,7 @@ from earthvlm.train.model import build_model
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("world")
-    write_world(out, WorldConfig(n_scenes=6, size_px=64, cloud_prob=0.7, seed=2))
+    write_world(out, WorldConfig(n_scenes=6, size_px=64, cloud_prob=0.7, seed=2, layout="scene"))
     return out
 
 
@@ -81,12 +81,12 @@ def test_the_world_asks_each_question_in_three_settings(world: Path, tmp_path: P
         assert all(c in open_q.messages[-1].text() for c in present)
     # the same seed writes the same bytes
     again = tmp_path / "again"
-    write_world(again, WorldConfig(n_scenes=6, size_px=64, cloud_prob=0.7, seed=2))
+    write_world(again, WorldConfig(n_scenes=6, size_px=64, cloud_prob=0.7, seed=2, layout="scene"))
     assert (again / "records.jsonl").read_bytes() == (world / "records.jsonl").read_bytes()
 
 
 def test_chip_layout_one_centred_object_per_scene(tmp_path: Path) -> None:
-    cfg = WorldConfig(n_scenes=12, layout="chip", cloud_prob=0.8, seed=3)
+    cfg = WorldConfig(n_scenes=12, cloud_prob=0.8, seed=3)  # chips: the default
     write_world(tmp_path, cfg)
     recs = [r for r in read_records(tmp_path / "records.jsonl").records
             if r.meta["setting"] == "fused"]  # fmt: skip
@@ -250,6 +250,14 @@ def test_the_cli_writes_the_world(tmp_path: Path) -> None:
     r = CliRunner().invoke(fusion_app, ["world", str(out), "--n-scenes", "2", "--seed", "1"])
     assert r.exit_code == 0, r.output
     assert (out / "manifest.json").is_file() and "records" in r.output
+    assert json.loads((out / "manifest.json").read_text())["config"]["layout"] == "chip"
+    scenes = tmp_path / "s"
+    r = CliRunner().invoke(fusion_app, ["world", str(scenes), "--n-scenes", "1", "--layout",
+                                        "scene"])  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert json.loads((scenes / "manifest.json").read_text())["config"]["layout"] == "scene"
+    bad = CliRunner().invoke(fusion_app, ["world", str(scenes), "--layout", "tiles"])
+    assert bad.exit_code == 2 and "layout" in bad.output
     bad = CliRunner().invoke(fusion_app, ["run", "--preset", "huge"])
     assert bad.exit_code == 2 and "unknown" in bad.output
     bad = CliRunner().invoke(fusion_app, ["run", "--preset", "ci", "--judge-url", "http://x/v1"])

@@ -29,7 +29,7 @@ from earthvlm.train.sft import model_inputs, train
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fusion_world")
-    write_world(out, WorldConfig(n_scenes=8, size_px=64, cloud_prob=0.5, seed=1))
+    write_world(out, WorldConfig(n_scenes=8, size_px=64, cloud_prob=0.5, seed=1, layout="scene"))
     return out / "records.jsonl"
 
 

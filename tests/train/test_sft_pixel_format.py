@@ -52,7 +52,8 @@ def test_a_fused_segmentation_run_trains_the_same_on_packed_pixels(tmp_path) -> 
     from earthvlm.eval.fusion_exp.data import WorldConfig, write_world
     from earthvlm.train.config import apply_overrides, config_from_dict
 
-    write_world(tmp_path / "world", WorldConfig(n_scenes=4, size_px=64, cloud_prob=0.5, seed=1))
+    world = WorldConfig(n_scenes=4, size_px=64, cloud_prob=0.5, seed=1, layout="scene")
+    write_world(tmp_path / "world", world)
     runs = []
     for fmt in ("float32", "uint8"):
         data = {

@@ -133,13 +133,17 @@ def world_command(
     cloud_prob: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Share of scenes partly under cloud.")
     ] = 0.5,
+    layout: Annotated[
+        str, typer.Option(help="chip (one centred object, the experiment's default) or scene.")
+    ] = "chip",
     seed: Annotated[int, typer.Option(help="Generator seed (same seed, same bytes).")] = 0,
 ) -> None:
     """Write the fusion experiment's synthetic optical + SAR dataset."""
     from earthvlm.eval.fusion_exp.data import WorldConfig, write_world
 
     try:
-        cfg = WorldConfig(n_scenes=n_scenes, size_px=size_px, cloud_prob=cloud_prob, seed=seed)
+        cfg = WorldConfig(n_scenes=n_scenes, size_px=size_px, cloud_prob=cloud_prob, seed=seed,
+                          layout=layout)  # fmt: skip
     except ValueError as e:
         err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from None

@@ -120,7 +120,7 @@ class WorldConfig:
     negative_share: float = 0.5
     mcq_per_scene: int = 2
     open_ended: bool = True
-    layout: str = "scene"
+    layout: str = "chip"
     chip_classes: tuple[str, ...] = CHIP_CLASSES
     chip_length_px: tuple[float, float] = (16.0, 28.0)
     chip_background: str = "flat"
