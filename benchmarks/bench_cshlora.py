@@ -26,7 +26,7 @@ from peft import LoraConfig, get_peft_model
 from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
 from earthvlm.adapters.cshlora import CSHLoRAConfig, inject_cshlora, merge_cshlora
-from earthvlm.adapters.linear import QWEN_LINEARS
+from earthvlm.adapters.targets import QWEN_LINEARS
 
 TARGETS = list(QWEN_LINEARS)
 

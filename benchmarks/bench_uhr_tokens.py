@@ -34,6 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,17 +98,17 @@ def main(argv: list[str] | None = None) -> int:
 
     warnings.simplefilter("ignore", NotGeoreferencedWarning)
     from earthvlm.data.resolution import Resolution, smart_resize
-    from earthvlm.models import build_tiny_backbone
+    from earthvlm.models import EarthVLM, build_tiny_backbone
     from earthvlm.synth.dataset import SynthConfig, generate_dataset
-    from earthvlm.uhr.loop import LoopConfig, ZoomModel, run_zoom_loop
+    from earthvlm.uhr.loop import LoopConfig, greedy_ids, run_zoom_loop
     from earthvlm.uhr.reader import UHRReader
     from earthvlm.uhr.tool import format_tool_call
 
     bb = build_tiny_backbone(args.family, max_pixels=DIRECT_MAX_PIXELS, seed=args.seed)
     res = Resolution.from_processor(bb.processor.image_processor)
     f = res.factor
-    model = ZoomModel(bb, name="tiny")
-    answer_ids = model.generate_ids if args.answer == "tiny" else None
+    model = EarthVLM.from_backbone(bb, name="tiny")
+    answer_ids = partial(greedy_ids, model) if args.answer == "tiny" else None
 
     with tempfile.TemporaryDirectory(prefix="bench_uhr_tokens-") as tmp:
         t0 = time.perf_counter()

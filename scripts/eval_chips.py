@@ -20,10 +20,10 @@ from earthvlm.data.collate import Collator
 from earthvlm.data.gsd_text import with_gsd_text
 from earthvlm.data.jsonl import read_records
 from earthvlm.eval.choice import predict
+from earthvlm.models import EarthVLM
 from earthvlm.synth.chips import CHIP_CLASSES
 from earthvlm.synth.dataset import SynthConfig, generate_dataset
 from earthvlm.train.config import load_config
-from earthvlm.train.model import build_model
 
 
 def main() -> None:
@@ -41,18 +41,11 @@ def main() -> None:
         )
     records = read_records(args.heldout / "records.jsonl", root=args.heldout).records
     cfg = load_config(args.run / "config.yaml")
-    parts = build_model(cfg, weights_from=args.run / "final")
-    collator = Collator(parts.backbone, args.heldout, mode="train", max_length=512)
-    if parts.scale is not None:
-        parts.scale.eval()
+    model = EarthVLM.load(args.run)
+    collator = Collator(model.backbone, args.heldout, mode="train", max_length=512)
 
-        def net(inputs: dict, gsds: list) -> torch.Tensor:
-            return parts.scale(gsd=gsds, scale_mode="infer", **inputs).logits
-    else:
-        model = parts.module.net.eval()
-
-        def net(inputs: dict, gsds: list) -> torch.Tensor:
-            return model(**inputs).logits
+    def net(inputs: dict, gsds: list) -> torch.Tensor:
+        return model.logits(inputs, gsds)
 
     shuffled = [r.images[0].gsd for r in records]
     random.Random(0).shuffle(shuffled)

@@ -79,7 +79,7 @@ LAYERS: dict[str, set[str]] = {
 }
 #: Top-level modules (``errors``, ``io``, ``provenance``, ``registry``, ``__init__``):
 #: importable from every layer, and themselves importing no subpackage.
-CORE = {"errors", "io", "provenance", "registry", "__init__"}
+CORE = {"errors", "io", "provenance", "registry", "typed", "__init__"}
 #: Layers that must import without torch and friends, at module level or inside functions.
 TORCH_FREE = {"geo", "scale", "data", "synth", "teacher"}
 #: Packages that must stay torch-free inside a layer that need not be (scorers run

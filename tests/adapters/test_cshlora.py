@@ -138,7 +138,7 @@ def test_incomplete_adapter_folder_is_refused(tmp_path: Path) -> None:
     model = tiny_model()
     inject_cshlora(model, CSHLoRAConfig(r=8))
     save_cshlora(model, tmp_path / "adapter")
-    (tmp_path / "adapter" / "adapter_config.json").unlink()
+    (tmp_path / "adapter" / "earthvlm_adapter.json").unlink()
     with pytest.raises(EarthVLMError, match="not a complete"):
         load_cshlora(tiny_model(), tmp_path / "adapter")
 

@@ -99,7 +99,7 @@ def test_ask_refuses_a_folder_that_is_not_a_model(runner, scene_tif, tmp_path) -
     empty.mkdir()
     result = runner.invoke(_app(), ["ask", str(scene_tif), "Q?", "--model", str(empty)])
     assert result.exit_code == 2
-    assert "not a run folder" in result.output
+    assert "not a model folder" in result.output
 
 
 def test_ask_refuses_an_unreadable_image(runner, tmp_path: Path) -> None:

@@ -125,7 +125,7 @@ def test_missing_model_or_data_exits_2(
     data, run = setup
     result = runner.invoke(app, ["eval", "--model", str(tmp_path), "--bench", "synth_chips",
                                  "--data", str(data)])  # fmt: skip
-    assert result.exit_code == 2 and "not a run folder" in result.output
+    assert result.exit_code == 2 and "not a model folder" in result.output
     monkeypatch.delenv(DATA_ENV, raising=False)
     result = runner.invoke(app, ["eval", "--model", str(run), "--bench", "xlrs_lite"])
     assert result.exit_code == 2 and f"set {DATA_ENV}" in result.output.replace("\n", " ")

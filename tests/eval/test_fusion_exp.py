@@ -26,10 +26,9 @@ from earthvlm.eval.fusion_exp.evaluate import (
 from earthvlm.eval.fusion_exp.report import check_claims, paired_iou, paired_judge, paired_mcq
 from earthvlm.eval.fusion_exp.run import FusionExpResult, MethodResult, train_config
 from earthvlm.eval.judge_local import VocabularyJudge, local_judge
-from earthvlm.eval.trained import TrainedModel
+from earthvlm.models import EarthVLM
 from earthvlm.synth.catalogue import CLASSES
 from earthvlm.teacher.fake_server import FakeChatServer
-from earthvlm.train.model import build_model
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +143,10 @@ def test_presets_and_fields_are_checked() -> None:
     assert tc.fusion is not None and tc.fusion.method == "cosine" and tc.seg is not None
 
 
-def _untrained(world: Path, method: str) -> TrainedModel:
+def _untrained(world: Path, method: str) -> EarthVLM:
     cfg = train_config(preset("ci"), method, world / "records.jsonl", world / "out")
-    parts = build_model(cfg)
-    parts.module.eval()
-    return TrainedModel(name=method, config=cfg, parts=parts, checkpoint=world)
+    model = EarthVLM.build(cfg.recipe, name=method, max_length=cfg.data.max_length)
+    return model.inference()
 
 
 def test_an_untrained_model_is_scored_in_every_split(world: Path) -> None:
@@ -181,10 +179,10 @@ def test_mas_per_layer_sums_to_one(world: Path, method: str) -> None:
     tm = _untrained(world, method)
     recs = read_records(world / "records.jsonl").records
     fused = [r for r in recs if r.meta["setting"] == "fused"][:3]
-    before = tm.parts.backbone.model.config._attn_implementation
+    before = tm.hf_model.config._attn_implementation
     mas = modality_attention(tm, fused, world, batch_size=3)
     # eager attention is set for the measurement only
-    assert tm.parts.backbone.model.config._attn_implementation == before
+    assert tm.hf_model.config._attn_implementation == before
     assert mas.per_layer.shape == (2, 2) and mas.n == 3
     assert np.allclose(mas.per_layer.sum(-1), 1.0)  # Eq. 1: the shares sum to 1
     if method == "concat":

@@ -23,7 +23,7 @@ from earthvlm.eval.runner import (
     run_benchmark,
     run_benchmarks,
 )
-from earthvlm.eval.trained import TrainedModel, load_trained
+from earthvlm.models import EarthVLM
 from earthvlm.synth.dataset import SynthConfig, generate_dataset
 from earthvlm.train import train
 from earthvlm.train.config import config_from_dict
@@ -56,15 +56,15 @@ def run_dir(chips: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture
-def model(run_dir: Path) -> TrainedModel:
-    return load_trained(run_dir)
+def model(run_dir: Path) -> EarthVLM:
+    return EarthVLM.load(run_dir)
 
 
-def count_generate(model: TrainedModel, monkeypatch: pytest.MonkeyPatch,
+def count_generate(model: EarthVLM, monkeypatch: pytest.MonkeyPatch,
                    fail_on_call: int | None = None) -> list[int]:  # fmt: skip
     """Batch sizes of every generate call from now on (raises on call ``fail_on_call``)."""
     calls: list[int] = []
-    original = model.generate  # every run decodes through it (scale path, fusion, [SEG])
+    original = model.generate_batch  # the runner decodes through it (scale, fusion, [SEG])
 
     def counted(batch: Any, **kwargs: Any) -> Any:
         calls.append(int(batch.inputs["input_ids"].shape[0]))
@@ -72,7 +72,7 @@ def count_generate(model: TrainedModel, monkeypatch: pytest.MonkeyPatch,
             raise RuntimeError("simulated crash")
         return original(batch, **kwargs)
 
-    monkeypatch.setattr(model, "generate", counted)
+    monkeypatch.setattr(model, "generate_batch", counted)
     return calls
 
 
@@ -82,7 +82,7 @@ def shard_ids(folder: Path, rank: int) -> list[str]:
 
 
 def test_a_run_writes_reports_and_a_rerun_generates_nothing(
-    model: TrainedModel, chips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model: EarthVLM, chips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     calls = count_generate(model, monkeypatch)
     bench = build_benchmark("synth_chips")
@@ -101,7 +101,7 @@ def test_a_run_writes_reports_and_a_rerun_generates_nothing(
     report = json.loads((folder / "scores.json").read_text())
     assert report["result"]["metric"] == "accuracy" and report["result"]["n"] == 8
     assert report["generation"]["max_new_tokens"] == 4 and report["run"]["limit"] == 8
-    assert report["model"]["checkpoint"] == str(model.checkpoint.resolve())
+    assert report["model"]["checkpoint"] == str(model.source.resolve())
     assert report["model"]["variant"] == "cshlora"
     assert {"earthvlm", "git_commit", "torch", "transformers"} <= set(report["provenance"])
     with open(folder / "scores.csv", newline="") as f:
@@ -126,7 +126,7 @@ def test_a_run_writes_reports_and_a_rerun_generates_nothing(
 
 
 def test_a_crash_costs_one_batch_and_a_torn_line_is_cut(
-    model: TrainedModel, chips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model: EarthVLM, chips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bench = build_benchmark("synth_chips")
     calls = count_generate(model, monkeypatch, fail_on_call=2)
@@ -145,7 +145,7 @@ def test_a_crash_costs_one_batch_and_a_torn_line_is_cut(
 
 
 def test_processes_take_every_kth_example_and_the_main_one_merges(
-    model: TrainedModel, chips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    model: EarthVLM, chips: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     bench = build_benchmark("synth_chips")
     ids = [r.id for r in bench.examples(chips, limit=8)]
@@ -166,7 +166,7 @@ def test_processes_take_every_kth_example_and_the_main_one_merges(
 
 
 def test_a_refused_record_is_wrong_counted_and_tried_again(
-    model: TrainedModel, chips: Path, tmp_path: Path
+    model: EarthVLM, chips: Path, tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     shutil.copytree(chips, data)
@@ -184,7 +184,7 @@ def test_a_refused_record_is_wrong_counted_and_tried_again(
 
 
 def test_several_benchmarks_on_scenes_and_a_summary(
-    model: TrainedModel, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+    model: EarthVLM, tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     scenes = tmp_path_factory.mktemp("scenes")
     generate_dataset(scenes, SynthConfig(n_scenes=4, size_px=64, seed=0))
@@ -205,7 +205,7 @@ def test_several_benchmarks_on_scenes_and_a_summary(
     ]
     md = (tmp_path / "summary.md").read_text()
     assert "[synth_vqa/report.md](synth_vqa/report.md)" in md
-    assert str(model.checkpoint.resolve()) in md
+    assert str(model.source.resolve()) in md
 
 
 def test_a_seg_answer_carries_its_mask_as_rle_at_the_image_size() -> None:

@@ -10,9 +10,10 @@ import pytest
 
 from earthvlm.data.jsonl import read_records
 from earthvlm.errors import EarthVLMError
-from earthvlm.eval.choice import answer_logliks
+from earthvlm.eval.choice import ChoiceScorer, answer_logliks
 from earthvlm.eval.diagnose import closed_set, spoof_gsd, usable
-from earthvlm.eval.trained import ChoiceScorer, load_trained, resolve_run
+from earthvlm.models import EarthVLM
+from earthvlm.models.saved import resolve_run
 from earthvlm.scale.gsd import GSD
 
 
@@ -49,9 +50,9 @@ def test_every_variant_loads_with_its_way_of_hearing_the_gsd(micro_ci: Path) -> 
     }
     counts = {}
     for key, (variant, takes) in expect.items():
-        m = load_trained(micro_ci / "runs" / key)
+        m = EarthVLM.load(micro_ci / "runs" / key)
         assert (m.variant, m.takes_gsd) == (variant, takes), key
-        assert not any(p.requires_grad for p in m.parts.module.parameters())
+        assert not any(p.requires_grad for p in m.parameters())
         counts[key] = m.trainable_parameters()
     # parameter-matched stage 2: within 5 % of B2's rank-64 LoRA (CS-HLoRA adds its
     # thresholds, sharpness and the SSE-U head; B4 splits 63 ranks over 3 experts)
@@ -62,7 +63,7 @@ def test_every_variant_loads_with_its_way_of_hearing_the_gsd(micro_ci: Path) -> 
 
 def test_cached_scoring_equals_fresh_collation(micro_ci: Path, test_set) -> None:
     root, recs = test_set
-    model = load_trained(micro_ci / "runs" / "cshlora")
+    model = EarthVLM.load(micro_ci / "runs" / "cshlora")
     cands, pairs = closed_set(recs)
     assert pairs == [("building", "small vehicle"), ("roundabout", "storage tank")]
     scorer = ChoiceScorer(model, root, cands, batch_size=10)
@@ -82,11 +83,11 @@ def test_cached_scoring_equals_fresh_collation(micro_ci: Path, test_set) -> None
 def test_plain_lora_ignores_the_gsd_and_b3_reads_it(micro_ci: Path, test_set) -> None:
     root, recs = test_set
     cands, _ = closed_set(recs)
-    b2 = ChoiceScorer(load_trained(micro_ci / "runs" / "b2"), root, cands)
+    b2 = ChoiceScorer(EarthVLM.load(micro_ci / "runs" / "b2"), root, cands)
     a = b2.logliks(recs, [spoof_gsd(0.05)] * len(recs))
     b = b2.logliks(recs, [spoof_gsd(3.0)] * len(recs))
     np.testing.assert_array_equal(a, b)
-    b3 = load_trained(micro_ci / "runs" / "b3")
+    b3 = EarthVLM.load(micro_ci / "runs" / "b3")
     text = b3.prepare(recs[0], spoof_gsd(0.25)).messages[0].text()
     assert "0.25 m per pixel" in text
     s3 = ChoiceScorer(b3, root, cands)
@@ -100,7 +101,7 @@ def test_plain_lora_ignores_the_gsd_and_b3_reads_it(micro_ci: Path, test_set) ->
 
 def test_scorer_and_inputs_are_checked(micro_ci: Path, test_set) -> None:
     root, recs = test_set
-    model = load_trained(micro_ci / "runs" / "b2")
+    model = EarthVLM.load(micro_ci / "runs" / "b2")
     with pytest.raises(ValueError, match="candidates"):
         ChoiceScorer(model, root, [])
     with pytest.raises(ValueError, match="GSDs for"):

@@ -17,12 +17,14 @@ from safetensors.torch import load_file
 from earthvlm.data.collate import Collator
 from earthvlm.data.jsonl import read_records
 from earthvlm.errors import EarthVLMError
+from earthvlm.eval.choice import ChoiceScorer
 from earthvlm.eval.fusion_exp.data import WorldConfig, write_world
-from earthvlm.eval.trained import ChoiceScorer, load_trained
+from earthvlm.models import EarthVLM
 from earthvlm.models.fusion import EarthFusion
+from earthvlm.models.saved import MODULES_FILE
 from earthvlm.models.seg import EarthSeg, SegOutput
 from earthvlm.train.config import TrainConfig, apply_overrides, config_from_dict
-from earthvlm.train.model import MODULES_FILE, build_model, param_groups
+from earthvlm.train.params import param_groups
 from earthvlm.train.sft import model_inputs, train
 
 
@@ -67,18 +69,18 @@ def test_sections_parse_and_name_the_bad_field(make: Callable[..., TrainConfig])
 
 
 def test_build_model_wraps_and_freezes(make: Callable[..., TrainConfig]) -> None:
-    parts = build_model(make())
+    parts = EarthVLM.build(make().recipe)
     assert isinstance(parts.fusion, EarthFusion) and isinstance(parts.seg, EarthSeg)
     assert parts.seg.net is parts.fusion and parts.scale is not None
     assert parts.scale.fusion is parts.fusion  # gates read the fusion's groups
-    trainable = {n for n, p in parts.module.named_parameters() if p.requires_grad}
+    trainable = {n for n, p in parts.named_parameters() if p.requires_grad}
     assert any("fusion_lambda_logit" in n for n in trainable)
     assert any("seg_query" in n for n in trainable)
     assert any("cshlora_" in n for n in trainable)
     assert not any("visual" in n for n in trainable)  # the backbone stays frozen
-    names = {g["name"] for g in param_groups(make(), parts.module)}
+    names = {g["name"] for g in param_groups(make(), parts)}
     assert {"adapter", "fusion", "seg", "seg_token", "sseu"} <= names
-    emb = [g for g in param_groups(make(), parts.module) if g["name"] == "seg_token"]
+    emb = [g for g in param_groups(make(), parts) if g["name"] == "seg_token"]
     assert all(g["weight_decay"] == 0.0 for g in emb)  # frozen rows must not decay
 
 
@@ -86,7 +88,7 @@ def test_a_fused_segmentation_run_trains_saves_and_loads(
     make: Callable[..., TrainConfig], world: Path
 ) -> None:
     cfg = make()
-    start = build_model(cfg)
+    start = EarthVLM.build(cfg.recipe)
     emb0 = start.backbone.model.get_input_embeddings().weight.detach().clone()
     seg_id = start.seg_token_id
     result = train(cfg)
@@ -105,13 +107,13 @@ def test_a_fused_segmentation_run_trains_saves_and_loads(
     assert json.loads(meta["provenance"])["config"]["fusion"]["method"] == "hca"
     assert int(meta["seg_token_id"]) == seg_id
 
-    tm = load_trained(result.run_dir)
+    tm = EarthVLM.load(result.run_dir)
     assert tm.fusion_method == "hca" and tm.segments
     saved = load_file(str(ckpt / MODULES_FILE))
-    lam = tm.parts.fusion.fusion.fusion_lambda_logit
+    lam = tm.fusion.fusion.fusion_lambda_logit
     assert torch.equal(lam, saved["fusion.fusion_lambda_logit"])
     assert float(lam) != 0.0  # lambda received gradients (initial logit(0.5) = 0)
-    emb1 = tm.parts.backbone.model.get_input_embeddings().weight
+    emb1 = tm.hf_model.get_input_embeddings().weight
     changed = (emb1 - emb0).abs().sum(1) > 0
     assert changed.nonzero().flatten().tolist() == [seg_id]  # only the [SEG] row learned
 
@@ -126,12 +128,12 @@ def test_a_fused_segmentation_run_trains_saves_and_loads(
     assert out.masks[0] is not None and out.masks[0].shape == (1, 64, 64)
     with pytest.raises(EarthVLMError, match="modalities"):
         tm.run(tm.model_inputs(batch), batch.gsds)
-    gen = Collator(tm.parts.backbone, world.parent, mode="generate")([seg_rec, mcq_rec])
-    seqs, gen_masks = tm.generate(gen, max_new_tokens=3, do_sample=False)
+    gen = Collator(tm.backbone, world.parent, mode="generate")([seg_rec, mcq_rec])
+    seqs, gen_masks = tm.generate_batch(gen, max_new_tokens=3, do_sample=False)
     assert seqs.shape[0] == 2 and gen_masks is not None and len(gen_masks) == 2
     width = tm.model_inputs(gen)["input_ids"].shape[1]  # the pair collapsed to one slot
     for row, m in zip(seqs[:, width:], gen_masks, strict=True):
-        said_seg = bool((row == tm.parts.seg_token_id).any())
+        said_seg = bool((row == tm.seg_token_id).any())
         assert (m is not None) == said_seg  # a mask exactly where [SEG] was generated
     scorer = ChoiceScorer(tm, world.parent, mcq_rec.meta["candidates"])
     ll = scorer.logliks([mcq_rec], [None])
@@ -141,7 +143,7 @@ def test_a_fused_segmentation_run_trains_saves_and_loads(
 def test_the_mask_loss_needs_seg_in_the_answer(
     make: Callable[..., TrainConfig], world: Path
 ) -> None:
-    parts = build_model(make())
+    parts = EarthVLM.build(make().recipe)
     recs = read_records(world).records
     mcq = next(r for r in recs if r.task == "mcq" and r.meta["setting"] == "fused")
     seg = next(
@@ -156,7 +158,7 @@ def test_the_mask_loss_needs_seg_in_the_answer(
     img = parts.backbone.model.config.image_token_id
     # the pair sits in one slot of the SAR image's 4 tokens, the SAR-only sample in one
     assert (inputs["input_ids"] == img).sum(1).tolist() == [4, 4]
-    losses = parts.module(inputs, batch.gsds, seed=0, **extra)
+    losses = parts(inputs, batch.gsds, seed=0, **extra)
     assert losses.seg > 0 and losses.vlm > 0
     losses.seg.backward()
     assert parts.fusion.fusion.fusion_lambda_logit.grad is not None
@@ -167,13 +169,13 @@ def test_fused_pairs_take_the_sar_views_gate_and_keep_both_gsds(
 ) -> None:
     from earthvlm.scale.gsd import GSD, GSDSource
 
-    parts = build_model(make(seg=None))
+    parts = EarthVLM.build(make(seg=None).recipe)
     rec = next(r for r in read_records(world).records if r.meta["setting"] == "fused")
     batch = Collator(parts.backbone, world.parent)([rec])
     inputs, extra = model_inputs(parts, batch, "cpu")
     gsds = [GSD.exact(0.5, GSDSource.USER), GSD.exact(10.0, GSDSource.USER)]
     with torch.no_grad():
-        parts.module.run(inputs, gsds, mode="infer", **extra)
+        parts.run(inputs, gsds, mode="infer", **extra)
     last = parts.scale.last
     assert torch.allclose(last.s_image, torch.tensor([math.log10(0.5), 1.0]))
     s_tok = parts.scale.context.s
@@ -184,17 +186,17 @@ def test_fused_pairs_take_the_sar_views_gate_and_keep_both_gsds(
 def test_concat_keeps_two_slots_and_a_missing_modules_file_is_an_error(
     make: Callable[..., TrainConfig], world: Path, tmp_path: Path
 ) -> None:
-    parts = build_model(make("fusion.method=concat", seg=None))
+    parts = EarthVLM.build(make("fusion.method=concat", seg=None).recipe)
     rec = next(r for r in read_records(world).records if r.meta["setting"] == "fused")
     batch = Collator(parts.backbone, world.parent)([rec])
     inputs, extra = model_inputs(parts, batch, "cpu")
     img = parts.backbone.model.config.image_token_id
     assert int((inputs["input_ids"] == img).sum()) == 8  # both views, 4 tokens each
-    losses = parts.module(inputs, batch.gsds, seed=0, **extra)
+    losses = parts(inputs, batch.gsds, seed=0, **extra)
     assert torch.isfinite(losses.vlm)
     empty = tmp_path / "ckpt"
     (empty / "adapter").mkdir(parents=True)
     with pytest.raises(EarthVLMError, match=r"modules\.safetensors: missing"):
-        from earthvlm.train.model import load_modules
+        from earthvlm.models.saved import load_modules
 
         load_modules(parts, empty)

@@ -148,7 +148,7 @@ def test_grpo_smoke_policy_zooms_rewards_are_logged_and_the_policy_reloads(
     """The CI smoke run: a warmed tiny Qwen3-VL, 2 GRPO steps of 2 rollouts; the policy
     calls zoom_in, the environment reads native crops, every reward term is logged, and
     the saved checkpoint loads back with the trained weights."""
-    from earthvlm.eval.trained import load_trained
+    from earthvlm.models import EarthVLM
     from earthvlm.train.checkpoint import COMPLETE_FILE, load_state
     from earthvlm.train.rewards import region_guided_reward, roi_iou_reward
 
@@ -196,10 +196,10 @@ def test_grpo_smoke_policy_zooms_rewards_are_logged_and_the_policy_reloads(
     assert state["step"] == 2 and state["provenance"]["earthvlm"]
     assert state["metrics"]["rewards/iou/mean"] == logs[-1]["rewards/iou/mean"]
     assert load_grpo_config(ckpt / "grpo_config.yaml") == cfg
-    loaded = load_trained(run)
-    assert loaded.config.stage == 1 and not loaded.gsd_as_text
+    loaded = EarthVLM.load(run)
+    assert loaded.recipe.stage == 1 and not loaded.gsd_as_text
     trained = bb.model.state_dict()
-    for name, value in loaded.parts.backbone.model.state_dict().items():
+    for name, value in loaded.hf_model.state_dict().items():
         torch.testing.assert_close(value, trained[name], rtol=0, atol=0, msg=name)
     with pytest.raises(EarthVLMError, match="already holds checkpoints"):
         train_grpo(cfg, backbone=bb, tasks=[uhr_task])
@@ -217,8 +217,7 @@ def test_grpo_lora_policy_saves_an_adapter_that_reloads(
 ) -> None:
     """policy.kind=lora on a saved base: the checkpoint holds the adapter alone, and the
     loaded run gives the trained policy's logits (not the base's)."""
-    from earthvlm.eval.trained import load_trained
-    from earthvlm.models import save_backbone
+    from earthvlm.models import EarthVLM, save_backbone
     from earthvlm.train.checkpoint import complete_checkpoints
 
     base = tmp_path / "base"
@@ -243,7 +242,7 @@ def test_grpo_lora_policy_saves_an_adapter_that_reloads(
     assert not (result.checkpoint / "model").exists()
     trained_b = [p for n, p in policy.named_parameters() if "lora_B" in n]
     assert trained_b and any(p.abs().sum() > 0 for p in trained_b)  # the policy moved
-    loaded = load_trained(tmp_path / "lora")
+    loaded = EarthVLM.load(tmp_path / "lora")
     assert loaded.variant == "lora"
     ids = torch.tensor([[5, 17, 42, 99, 7]])
     policy.eval()
@@ -251,7 +250,7 @@ def test_grpo_lora_policy_saves_an_adapter_that_reloads(
         want = policy(input_ids=ids).logits
         with policy.disable_adapter():
             base_logits = policy(input_ids=ids).logits
-        got = loaded.parts.module.net(input_ids=ids).logits
+        got = loaded.net(input_ids=ids).logits
     torch.testing.assert_close(got, want)
     assert not torch.allclose(got, base_logits)
     other = dataclasses.replace(cfg, name="lora-in-memory")

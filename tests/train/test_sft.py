@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 from earthvlm.adapters.cshlora import gated_layers, load_cshlora
 from earthvlm.data.jsonl import read_records, write_records
 from earthvlm.errors import EarthVLMError
-from earthvlm.models import build_tiny_backbone, load_backbone, save_backbone
+from earthvlm.models import EarthVLM, build_tiny_backbone, load_backbone, save_backbone
 from earthvlm.train import TrainConfig, train
 from earthvlm.train.checkpoint import COMPLETE_FILE, latest_checkpoint
 from earthvlm.train.metrics import read_metrics
-from earthvlm.train.model import build_model, param_groups
+from earthvlm.train.params import param_groups
 
 Make = Callable[..., TrainConfig]
 
@@ -52,7 +52,7 @@ def test_stage2_logs_the_joint_loss_and_saves_a_loadable_adapter(tiny_config: Ma
     assert ckpt == cfg.run_dir / "checkpoint-6" and (ckpt / COMPLETE_FILE).is_file()
     assert (cfg.run_dir / "final").resolve() == ckpt.resolve()
     names = {p.name for p in ckpt.rglob("*")}
-    assert {"adapter.safetensors", "adapter_config.json", "optimizer.safetensors",
+    assert {"adapter.safetensors", "earthvlm_adapter.json", "optimizer.safetensors",
             "rng.safetensors", "trainer_state.json"} <= names  # fmt: skip
     assert not [p for p in cfg.run_dir.rglob("*") if p.suffix in (".bin", ".pt", ".pkl")]
 
@@ -135,7 +135,9 @@ def test_a_checkpoint_written_before_a_config_field_existed_resumes(tiny_config:
 
 
 def test_gradient_checkpointing_and_loader_workers_change_nothing(tiny_config: Make) -> None:
-    checkpointed = build_model(tiny_config("model.gradient_checkpointing=true")).backbone.model
+    checkpointed = EarthVLM.build(
+        tiny_config("model.gradient_checkpointing=true").recipe
+    ).backbone.model
     assert checkpointed.is_activation_checkpointing
     plain = train(tiny_config("optim.max_steps=2", "name=plain")).metrics
     ckpt = train(tiny_config("optim.max_steps=2", "name=gc", "model.gradient_checkpointing=true"))
@@ -155,14 +157,14 @@ def test_stage1_trains_vision_projector_and_llm_at_their_learning_rates(
     tiny_config: Make,
 ) -> None:
     cfg = tiny_config("stage=1", "optim.lr=1e-3", "optim.vision_lr=1e-4", "optim.max_steps=2")
-    parts = build_model(cfg)
-    groups = param_groups(cfg, parts.module)
+    parts = EarthVLM.build(cfg.recipe)
+    groups = param_groups(cfg, parts)
     by_name: dict[str, int] = {}
     for g in groups:
         by_name[g["name"]] = by_name.get(g["name"], 0) + sum(p.numel() for p in g["params"])
         assert g["lr"] == {"vision": 1e-4, "llm_projector": 1e-3}[g["name"]]
     assert by_name["vision"] + by_name["llm_projector"] == parts.backbone.num_parameters()
-    names = {id(p): n for n, p in parts.module.named_parameters()}
+    names = {id(p): n for n, p in parts.named_parameters()}
     vision = [names[id(p)] for g in groups if g["name"] == "vision" for p in g["params"]]
     assert vision and not any("merger" in n for n in vision)  # the projector is with the LLM
 
@@ -177,8 +179,8 @@ def test_stage1_trains_vision_projector_and_llm_at_their_learning_rates(
 
 def test_none_adapter_trains_only_the_sseu_head(tiny_config: Make) -> None:
     cfg = tiny_config("adapter.kind=none", "optim.max_steps=2")
-    parts = build_model(cfg)
-    groups = param_groups(cfg, parts.module)
+    parts = EarthVLM.build(cfg.recipe)
+    groups = param_groups(cfg, parts)
     assert {g["name"] for g in groups} == {"sseu"}
     result = train(cfg)
     head = load_file(str(result.checkpoint / "sseu_head.safetensors"))

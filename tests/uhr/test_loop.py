@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -20,13 +19,13 @@ from earthvlm.data.collate import Collator
 from earthvlm.data.gsd_text import with_gsd_text
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart
 from earthvlm.data.resolution import Resolution
-from earthvlm.models import build_tiny_backbone
+from earthvlm.models import EarthVLM, build_tiny_backbone
 from earthvlm.models.scaleearth import ScaleEarth
 from earthvlm.models.sseu import SSEUHead
 from earthvlm.scale.gsd import GSD
 from earthvlm.synth.uhr import UHRScene, write_uhr_scene
 from earthvlm.uhr.chain import ChainConfig, ChainWriter, tool_system_prompt
-from earthvlm.uhr.loop import LoopConfig, ZoomModel, run_zoom_loop
+from earthvlm.uhr.loop import LoopConfig, greedy_ids, run_zoom_loop
 from earthvlm.uhr.tool import format_tool_call, zoom_tool_schema
 
 QUESTION = "How many small vehicles are there?"
@@ -220,11 +219,12 @@ def test_a_scale_conditioned_model_gets_the_gsd_of_each_view(scene, source_gsd) 
     bb = build_tiny_backbone("qwen3_vl", seed=0)
     ctx = inject_cshlora(bb.model, CSHLoRAConfig(r=4))
     hidden = bb.model.config.text_config.hidden_size
-    model = ZoomModel(bb, ScaleEarth(bb.model, ctx, SSEUHead(hidden)).eval())
+    sseu = SSEUHead(hidden)
+    model = EarthVLM(bb, scale=ScaleEarth(bb.model, ctx, sseu), sseu=sseu).inference()
     turns = iter([format_tool_call([0, 0, 250, 250]), "Yes."])
 
     def generate(inputs, gsds, n):  # the real ScaleEarth.generate, then a scripted turn
-        model.generate_ids(inputs, gsds, 2)
+        greedy_ids(model, inputs, gsds, 2)
         return bb.tokenizer.encode(next(turns))
 
     trace = run_zoom_loop(model, scene.path, QUESTION, gsd=source_gsd, generate=generate)
@@ -332,17 +332,6 @@ def test_trace_picture_shows_each_zoom(backbone, scene, source_gsd, tmp_path: Pa
     edge = picture[1:255, 1]  # left edge of window 1 (x = 0, y in 0..256 on the 512 px view)
     assert (np.abs(edge.astype(int) - red).sum(axis=1) < 10).mean() > 0.9
     assert picture.shape[0] >= 2 * (128 + 24)  # room for both crops and their labels
-
-
-def test_a_trained_run_becomes_a_zoom_model(backbone) -> None:
-    trained = SimpleNamespace(
-        parts=SimpleNamespace(backbone=backbone, scale=None, module=SimpleNamespace(net="net")),
-        gsd_as_text=True,
-        name="b3",
-    )
-    model = ZoomModel.from_trained(trained)
-    assert (model.backbone, model.scale, model.net, model.name) == (backbone, None, "net", "b3")
-    assert model.gsd_as_text and model.takes_gsd
 
 
 def test_config_is_checked() -> None:

@@ -5,12 +5,30 @@ its name, its parameter prefix, its config class and how to wrap one linear laye
 functions here do the rest for every method.
 
 Saved adapters are a folder with ``adapter.safetensors`` (every prefixed tensor by
-parameter path, plus extra tensors such as the SSE-U head) and ``adapter_config.json``
+parameter path, plus extra tensors such as the SSE-U head) and ``earthvlm_adapter.json``
 (method, config, wrapped module paths, package version, provenance), written last as
-the completeness marker. Loading re-injects the layers from the saved config and
+the completeness marker. Folders written before the rename carry the same JSON as
+``adapter_config.json`` and still load. The folder is not a peft adapter (its layers
+are not peft's): ``peft.PeftModel.from_pretrained`` refuses it with peft's own "Can't
+find 'adapter_config.json'". Loading re-injects the layers from the saved config and
 refuses to continue unless every saved tensor found its layer and every layer got its
 tensors: a silent fall-back to plain LoRA (or to no adapter) is the trap this guards
 against.
+
+Loading a saved adapter onto its base Hugging Face model (``base_dir`` the base model
+the adapter was trained on, ``adapter_dir`` the folder :func:`save_adapter` wrote,
+``gsd_m`` the images' ground sampling distance in metres)::
+
+    model = AutoModelForImageTextToText.from_pretrained(base_dir)
+    context, extra = load_adapter(model, adapter_dir)
+    context.set(torch.tensor([math.log10(gsd_m)]))  # one GSD for the batch, or one per sample
+
+(imports: ``math``, ``torch``, ``transformers.AutoModelForImageTextToText`` and
+:func:`load_adapter`). Every later ``model(...)`` / ``model.generate(...)`` runs at that
+GSD until ``context.set`` is called again. To let the GSD follow each image (metadata,
+else the SSE-U estimate in ``extra``, else 1 m) wrap the model in
+:class:`earthvlm.models.scaleearth.ScaleEarth` instead; to drop the adapter for one fixed
+GSD, :func:`earthvlm.adapters.merge.merge_at_gsd`.
 """
 
 from __future__ import annotations
@@ -32,7 +50,11 @@ from earthvlm.errors import EarthVLMError
 from earthvlm.io import atomic_dir
 from earthvlm.registry import Registry
 
-CONFIG_NAME = "adapter_config.json"
+#: The adapter config, written last (the completeness marker). Not peft's file name: the
+#: folder is not a peft adapter and must not pass for one.
+CONFIG_NAME = "earthvlm_adapter.json"
+#: Where folders written by earlier versions keep the same JSON (read, never written).
+LEGACY_CONFIG_NAME = "adapter_config.json"
 WEIGHTS_NAME = "adapter.safetensors"
 _ATTR = "_earthvlm_adapter"
 
@@ -169,6 +191,75 @@ def save_adapter(
     return out
 
 
+def _find_meta(folder: Path) -> tuple[Path, dict[str, Any]] | None:
+    """The config file and JSON of an earthvlm adapter folder (current or legacy name),
+    ``None`` if the folder has none; errors for a config of ours that is broken."""
+    path = folder / CONFIG_NAME
+    if path.is_file():
+        meta = _read_json(path)
+        if not isinstance(meta, dict) or not isinstance(meta.get("adapter"), str):
+            raise EarthVLMError(f"{path}: not an earthvlm adapter config (no 'adapter' method)")
+    else:
+        path = folder / LEGACY_CONFIG_NAME
+        if not path.is_file():
+            return None
+        try:
+            meta = _read_json(path)
+        except EarthVLMError:
+            return None  # someone else's broken adapter_config.json: not ours to judge
+        # ours (written before the rename) names its method and has no peft_type
+        if (
+            not isinstance(meta, dict)
+            or not isinstance(meta.get("adapter"), str)
+            or "peft_type" in meta
+        ):
+            return None
+    if meta["adapter"] not in REGISTRY:
+        raise EarthVLMError(f"{path}: {REGISTRY.unknown(meta['adapter'])}")
+    if not (folder / WEIGHTS_NAME).is_file():
+        raise EarthVLMError(
+            f"{folder}: not a complete earthvlm adapter: {path.name} without {WEIGHTS_NAME}"
+        )
+    return path, meta
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise EarthVLMError(f"{path}: unreadable adapter config ({e})") from None
+
+
+def _peft_hint(folder: Path) -> str:
+    if (folder / LEGACY_CONFIG_NAME).is_file():
+        return f"; its {LEGACY_CONFIG_NAME} is not earthvlm's: a peft adapter? load it with peft"
+    return ""
+
+
+def read_adapter_meta(folder: str | Path) -> dict[str, Any] | None:
+    """What a folder holds if it is an earthvlm adapter folder, else ``None``.
+
+    Reads the config :func:`save_adapter` wrote (``earthvlm_adapter.json``, or
+    ``adapter_config.json`` in folders written before the rename; a peft adapter's
+    ``adapter_config.json`` is not taken for ours). Loads no tensors.
+
+    Returns:
+        The saved config: ``adapter`` (the method, e.g. ``"cshlora"``), ``config``,
+        ``modules``, ``extra_tensors``, ``earthvlm_version``, ``provenance``; ``None``
+        for anything that is not an earthvlm adapter folder (a model, a peft adapter, a
+        file, a missing path, a folder whose save did not finish).
+
+    Raises:
+        EarthVLMError: If the folder has earthvlm's adapter config but it is unreadable,
+            names an unknown method, or the weights file is missing.
+    """
+    d = Path(folder)
+    if not d.is_dir():
+        return None
+    found = _find_meta(d)
+    return None if found is None else found[1]
+
+
 def load_adapter(
     model: nn.Module,
     adapter_dir: str | Path,
@@ -180,7 +271,7 @@ def load_adapter(
 
     Args:
         model: The base model (no adapter yet).
-        adapter_dir: A folder written by :func:`save_adapter`.
+        adapter_dir: A folder written by :func:`save_adapter` (either config file name).
         context: A scale context to share (a new one by default).
         expect: Refuse an adapter of another method.
 
@@ -192,14 +283,18 @@ def load_adapter(
             does not match a layer of this model (or vice versa): never a partial load.
     """
     d = Path(adapter_dir)
-    cfg_path, w_path = d / CONFIG_NAME, d / WEIGHTS_NAME
-    if not cfg_path.is_file() or not w_path.is_file():
-        raise EarthVLMError(f"{d}: not a complete adapter (needs {CONFIG_NAME} and {WEIGHTS_NAME})")
-    meta = json.loads(cfg_path.read_text(encoding="utf-8"))
-    name = meta.get("adapter")
+    found = _find_meta(d)
+    if found is None:
+        raise EarthVLMError(
+            f"{d}: not a complete earthvlm adapter (needs {CONFIG_NAME} and {WEIGHTS_NAME}"
+            f"{_peft_hint(d)})"
+        )
+    cfg_path, meta = found
+    w_path = d / WEIGHTS_NAME
+    name = meta["adapter"]
     if expect is not None and name != expect:
         raise EarthVLMError(f"{cfg_path}: adapter type {name!r}, expected {expect!r}")
-    method = get_method(str(name))
+    method = get_method(name)
     config = method.config_cls.from_dict(meta["config"])
     ctx = inject(model, method, config, context)
     tensors = load_file(str(w_path))

@@ -18,6 +18,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from earthvlm.cli._model import MODEL_HELP, BaseOpt, DtypeOpt, Nf4Opt
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -28,30 +30,16 @@ RANDOM_NOTE = (
 )
 
 
-def _load_model(path: Path | None) -> Any:
-    """A :class:`~earthvlm.uhr.loop.ZoomModel` for a run / checkpoint folder, a saved
-    backbone, or (``None``) a tiny random backbone."""
-    from earthvlm.errors import EarthVLMError
-    from earthvlm.uhr.loop import ZoomModel
-
+def _load_model(path: Path | None, **kwargs: Any) -> Any:
+    """The :class:`~earthvlm.models.EarthVLM` at ``path`` (anything ``--model`` takes),
+    or (``None``) a tiny random backbone."""
     if path is None:
-        from earthvlm.models import build_tiny_backbone
+        from earthvlm.models import EarthVLM, build_tiny_backbone
 
-        return ZoomModel(build_tiny_backbone(), name="tiny random backbone")
-    from earthvlm.eval.trained import load_trained, resolve_run
+        return EarthVLM.from_backbone(build_tiny_backbone(), name="tiny random backbone")
+    from earthvlm.cli._model import load_model_option
 
-    try:
-        resolve_run(path)
-    except EarthVLMError:
-        if not (path / "config.json").is_file():
-            raise EarthVLMError(
-                f"{path}: not a run folder (config.yaml), a checkpoint folder, or a saved "
-                "backbone (config.json); give one of these to --model, or leave it out"
-            ) from None
-        from earthvlm.models import load_backbone
-
-        return ZoomModel(load_backbone(path), name=path.name)
-    return ZoomModel.from_trained(load_trained(path))
+    return load_model_option(path, **kwargs)
 
 
 def ask_command(
@@ -70,10 +58,12 @@ def ask_command(
         typer.Option(
             "--model",
             file_okay=False,
-            help="A run folder (SFT or GRPO), a checkpoint folder or a saved backbone; "
-            "default: a tiny random backbone (its answers are noise).",
+            help=MODEL_HELP + " Default: a tiny random backbone (its answers are noise).",
         ),
     ] = None,
+    base: BaseOpt = None,
+    dtype: DtypeOpt = "fp32",
+    load_in_4bit: Nf4Opt = False,
     max_zooms: Annotated[
         int, typer.Option("--max-zooms", min=0, help="Most zooms (0: global view only).")
     ] = 2,
@@ -111,7 +101,7 @@ def ask_command(
         err_console.print(f"[red]--gsd:[/] {e}")
         raise typer.Exit(2) from None
     try:
-        zoom_model = _load_model(model)
+        zoom_model = _load_model(model, base=base, dtype=dtype, load_in_4bit=load_in_4bit)
     except EarthVLMError as e:
         err_console.print(f"[red]model error:[/] {e}")
         raise typer.Exit(2) from None

@@ -13,6 +13,8 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from earthvlm.cli._model import MODEL_HELP
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -22,9 +24,7 @@ diagnose_app = typer.Typer(
     no_args_is_help=True,
 )
 
-ModelOpt = Annotated[
-    Path, typer.Option("--model", help="A run folder (config.yaml + checkpoints) or a checkpoint.")
-]
+ModelOpt = Annotated[Path, typer.Option("--model", help=MODEL_HELP)]
 DataOpt = Annotated[Path, typer.Option("--data", help="JSONL records to diagnose on.")]
 RootOpt = Annotated[
     Path | None, typer.Option(help="Dataset root of the images (default: the records' folder).")
@@ -40,11 +40,11 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _load(model_dir: Path) -> Any:
+    from earthvlm.cli._model import load_model_option
     from earthvlm.errors import EarthVLMError
-    from earthvlm.eval.trained import load_trained
 
     try:
-        return load_trained(model_dir)
+        return load_model_option(model_dir)
     except EarthVLMError as e:
         raise _fail(str(e)) from None
 
@@ -77,7 +77,14 @@ def _records(data: Path, root: Path | None, limit: int | None, *, exact: bool) -
 
 
 def _out(out: Path | None, model: Any) -> Path:
-    folder = out or model.checkpoint.parent / "diagnostics"  # the run folder's
+    from earthvlm.cli._model import default_out
+
+    # a run's own folder (<run>/diagnostics), else ./diagnostics/<model name>
+    folder = out or (
+        Path(model.source).resolve().parent / "diagnostics"
+        if model.origin == "run"
+        else default_out(model, "diagnostics")
+    )
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -86,8 +93,8 @@ def _setup(model_dir: Path, data: Path, root: Path | None, out: Path | None,
            limit: int | None) -> tuple:  # fmt: skip
     """Records with exact GSDs, their root, the model, a scorer over their answers, and
     the output folder."""
+    from earthvlm.eval.choice import ChoiceScorer
     from earthvlm.eval.diagnose import closed_set
-    from earthvlm.eval.trained import ChoiceScorer
 
     records, root = _records(data, root, limit, exact=True)
     model = _load(model_dir)
@@ -99,7 +106,7 @@ def _write(folder: Path, name: str, model: Any, sections: dict, settings: dict, 
            figures: dict) -> Path:  # fmt: skip
     from earthvlm.eval.diagnostics import write_report
 
-    config = {"model": str(model.checkpoint), "variant": model.variant, **settings}
+    config = {"model": str(model.source or model.name), "variant": model.variant, **settings}
     return write_report(
         folder / f"{name}.md",
         sections,
@@ -187,9 +194,9 @@ def gates(
     from earthvlm.eval.diagnostics import gate_curves, plot_gate_curves
 
     model = _load(model_dir)
-    if model.parts.cshlora is None:
+    if model.cshlora is None:
         raise _fail(f"{model_dir}: gate curves need a CS-HLoRA run (this is {model.variant})")
-    curves = gate_curves(model.parts.backbone.model, model.parts.cshlora)
+    curves = gate_curves(model.hf_model, model.cshlora)
     folder = _out(out, model)
     fig = plot_gate_curves(curves, folder / "gates.png")
     console.print(curves.to_markdown())

@@ -17,6 +17,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from earthvlm.cli._model import MODEL_HELP, BaseOpt, DtypeOpt, Nf4Opt
+
 console = Console()
 err_console = Console(stderr=True)
 
@@ -82,10 +84,7 @@ def parse_options(items: list[str], names: list[str]) -> dict[str, dict[str, Any
 
 
 def eval_command(
-    model: Annotated[
-        Path,
-        typer.Option("--model", help="A run folder (config.yaml + checkpoints) or a checkpoint."),
-    ],
+    model: Annotated[Path, typer.Option("--model", help=MODEL_HELP)],
     bench: Annotated[
         str,
         typer.Option(
@@ -103,7 +102,11 @@ def eval_command(
         ),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option(help="Output folder (default: <run>/eval/<checkpoint>).")
+        Path | None,
+        typer.Option(
+            help="Output folder (default: <run>/eval/<checkpoint> for a run, else "
+            "./eval/<model folder name>)."
+        ),
     ] = None,
     limit: Annotated[
         int | None, typer.Option(help="Ask at most this many examples per benchmark.")
@@ -112,6 +115,9 @@ def eval_command(
     max_new_tokens: Annotated[
         int | None, typer.Option(help="New tokens per answer (default: each benchmark's own).")
     ] = None,
+    base: BaseOpt = None,
+    dtype: DtypeOpt = "fp32",
+    load_in_4bit: Nf4Opt = False,
     opt: Annotated[
         list[str] | None,
         typer.Option(
@@ -138,18 +144,18 @@ def eval_command(
     except (BenchmarkError, ValueError) as e:
         raise _fail(str(e)) from None
     folders = {name: data_folder(name, data) for name in names}
+    from earthvlm.cli._model import default_out, load_model_option
     from earthvlm.eval.runner import Processes, RunConfig, run_benchmarks
-    from earthvlm.eval.trained import load_trained
 
     try:
         config = RunConfig(batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit)
     except ValueError as e:
         raise _fail(str(e)) from None
     try:
-        trained = load_trained(model)
+        trained = load_model_option(model, base=base, dtype=dtype, load_in_4bit=load_in_4bit)
     except EarthVLMError as e:
         raise _fail(str(e)) from None
-    folder = out or trained.checkpoint.parent / "eval" / Path(trained.checkpoint).resolve().name
+    folder = out or default_out(trained, "eval")
     procs = Processes.from_accelerate()
     try:
         runs = run_benchmarks(

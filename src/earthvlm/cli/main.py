@@ -23,6 +23,7 @@ from earthvlm.cli.ask import ask_command
 from earthvlm.cli.data import data_app
 from earthvlm.cli.diagnose import diagnose_app
 from earthvlm.cli.evaluate import eval_command
+from earthvlm.cli.export import export_command
 from earthvlm.cli.fusion import fusion_app
 from earthvlm.cli.grpo import grpo_command
 from earthvlm.cli.lmms import lmms_export_command
@@ -41,6 +42,7 @@ app.command("eval")(eval_command)
 app.command("ask")(ask_command)
 app.command("train-grpo")(grpo_command)
 app.command("export-lmms")(lmms_export_command)
+app.command("export")(export_command)
 app.add_typer(diagnose_app, name="diagnose")
 app.add_typer(data_app, name="data")
 app.add_typer(fusion_app, name="fusion")

@@ -1,7 +1,7 @@
 """Run the scale diagnostics on a trained model and a records file.
 
 The functions of :mod:`earthvlm.eval.diagnostics` are pure (numbers in, results out);
-this module feeds them from a :class:`~earthvlm.eval.trained.TrainedModel` and
+this module feeds them from a :class:`~earthvlm.models.EarthVLM` and
 records, for the experiment runner and ``earthvlm diagnose``:
 
 * :func:`spoof_model`: closed-set answers under claimed GSDs (the closed set is the
@@ -25,6 +25,7 @@ import torch
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.record import Record
 from earthvlm.errors import EarthVLMError
+from earthvlm.eval.choice import ChoiceScorer
 from earthvlm.eval.diagnostics import (
     BottleneckRecorder,
     bottleneck_layer,
@@ -37,8 +38,8 @@ from earthvlm.eval.diagnostics import (
 from earthvlm.eval.diagnostics.calibration import CalibrationStats
 from earthvlm.eval.diagnostics.probe import ProbeResult
 from earthvlm.eval.diagnostics.spoof import SpoofCurve, SpoofSample
-from earthvlm.eval.trained import ChoiceScorer, TrainedModel
 from earthvlm.geo.raster import open_raster, read_pixels
+from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.scale.gsd import GSD, GSDKind, GSDSource
 
 
@@ -142,24 +143,24 @@ def has_scale_cues(record: Record) -> bool | None:
 
 @torch.no_grad()
 def sseu_outputs(
-    model: TrainedModel, scorer: ChoiceScorer, records: Sequence[Record]
+    model: EarthVLM, scorer: ChoiceScorer, records: Sequence[Record]
 ) -> tuple[np.ndarray, np.ndarray]:
     """SSE-U's (mu, logvar) per record with no GSD given (the regime it exists for)."""
-    scale = model.parts.scale
-    if scale is None or model.parts.sseu is None:
+    scale = model.scale
+    if scale is None or model.sseu is None:
         raise EarthVLMError(
             f"{model.name}: the run has no SSE-U head (train with adapter.sseu: true)"
         )
     mus, lvs = [], []
     for chunk, inputs in _batches(scorer, records):
-        model.forward(inputs, [GSD.unknown("calibration: no metadata")] * len(chunk))
+        model.logits(inputs, [GSD.unknown("calibration: no metadata")] * len(chunk))
         mus.append(scale.last.mu.float().cpu().numpy())
         lvs.append(scale.last.logvar.float().cpu().numpy())
     return np.concatenate(mus), np.concatenate(lvs)
 
 
 def calibrate_model(
-    model: TrainedModel, scorer: ChoiceScorer, records: Sequence[Record]
+    model: EarthVLM, scorer: ChoiceScorer, records: Sequence[Record]
 ) -> CalibrationStats:
     """SSE-U calibration on records with exact GSDs (cue flags where the records say)."""
     mu, logvar = sseu_outputs(model, scorer, records)
@@ -171,15 +172,15 @@ def calibrate_model(
 
 @torch.no_grad()
 def bottleneck_latents(
-    model: TrainedModel, scorer: ChoiceScorer, records: Sequence[Record], layer: str
+    model: EarthVLM, scorer: ChoiceScorer, records: Sequence[Record], layer: str
 ) -> np.ndarray:
     """(N, r) CS-HLoRA bottleneck at ``layer`` with each record's own GSD, pooled over
     each sample's tokens."""
-    target = bottleneck_layer(model.parts.backbone.model, layer)
+    target = bottleneck_layer(model.hf_model, layer)
     with BottleneckRecorder(target) as rec:
         for chunk, inputs in _batches(scorer, records):
             rec.token_mask = inputs["attention_mask"]
-            model.forward(inputs, [r.images[0].gsd for r in chunk])
+            model.logits(inputs, [r.images[0].gsd for r in chunk])
         return rec.latents()
 
 
@@ -190,7 +191,7 @@ def image_pixels(root: str | Path, record: Record) -> np.ndarray:
 
 
 def probe_model(
-    model: TrainedModel,
+    model: EarthVLM,
     scorer: ChoiceScorer,
     records: Sequence[Record],
     root: str | Path,
@@ -200,7 +201,7 @@ def probe_model(
 ) -> ProbeResult:
     """Rank probe (App. A.4) of one CS-HLoRA layer: texture, geometry, scene identity
     (``meta.scene_kind``, else the answer) and log10 GSD, grouped by initial tier."""
-    cfg = model.parts.cshlora
+    cfg = model.cshlora
     if cfg is None:
         raise EarthVLMError(f"{model.name}: the rank probe needs a CS-HLoRA run")
     latents = bottleneck_latents(model, scorer, records, layer)

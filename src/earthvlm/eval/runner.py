@@ -1,9 +1,9 @@
 """Run a trained model on benchmarks: batched greedy generation, a resumable cache, reports.
 
-:func:`run_benchmark` asks a :class:`~earthvlm.eval.trained.TrainedModel` every example of
+:func:`run_benchmark` asks a :class:`~earthvlm.models.EarthVLM` every example of
 one :class:`~earthvlm.eval.benchmarks.Benchmark` and scores the answers:
 
-* **Generation.** Records go through the model's :meth:`~TrainedModel.prepare` (B3 states
+* **Generation.** Records go through the model's :meth:`~EarthVLM.prepare` (B3 states
   the GSD in the prompt) and the collator in generation mode (left padding), ``batch_size``
   at a time; decoding is greedy (``do_sample=False``, one beam) for the benchmark's
   ``max_new_tokens`` unless the run sets it. Runs with a scale path decode through
@@ -57,8 +57,8 @@ from earthvlm.data.record import Record
 from earthvlm.errors import EarthVLMError
 from earthvlm.eval.benchmarks import Benchmark, BenchmarkResult, build_benchmark
 from earthvlm.eval.diagnostics.report import markdown_table
-from earthvlm.eval.trained import TrainedModel
 from earthvlm.io import atomic_write_text
+from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.provenance import provenance
 
 #: Written last in a benchmark's folder: its reports are complete.
@@ -223,21 +223,21 @@ def _check_setup(folder: Path, setup: dict[str, Any], *, write: bool) -> None:
 # -- generation ----------------------------------------------------------------------------
 
 
-def _eos_ids(model: TrainedModel) -> set[int]:
-    eos = model.parts.backbone.model.generation_config.eos_token_id
+def _eos_ids(model: EarthVLM) -> set[int]:
+    eos = model.hf_model.generation_config.eos_token_id
     return set(eos if isinstance(eos, list) else [] if eos is None else [eos])
 
 
 @torch.no_grad()
 def generate_answers(
-    model: TrainedModel,
+    model: EarthVLM,
     collator: Collator,
     records: Sequence[Record],
     *,
     max_new_tokens: int,
 ) -> list[dict[str, Any]]:
     """Greedy answers for one batch: a cache row per record, in order (on the device the
-    model sits on: :meth:`TrainedModel.generate` moves the batch there).
+    model sits on: :meth:`EarthVLM.generate` moves the batch there).
 
     Returns:
         ``{"id", "prediction", "truncated", "failure"}`` per record: the decoded new
@@ -254,9 +254,9 @@ def generate_answers(
     if batch.inputs is not None:  # model.generate moves the batch to the model's device
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1,
                   "pad_token_id": collator.pad_id}  # fmt: skip
-        out, masks = model.generate(batch, **kwargs)  # scale path, fused pairs, [SEG]
+        out, masks = model.generate_batch(batch, **kwargs)  # scale path, fused pairs, [SEG]
         new = out[:, model.model_inputs(batch)["input_ids"].shape[1] :].cpu()
-        texts = model.parts.backbone.tokenizer.batch_decode(new, skip_special_tokens=True)
+        texts = model.backbone.tokenizer.batch_decode(new, skip_special_tokens=True)
         eos = _eos_ids(model)
         by_id = {r.id: r for r in records}
         for b, (rid, tokens, text) in enumerate(zip(batch.ids, new.tolist(), texts, strict=True)):
@@ -298,9 +298,9 @@ def mask_text(logits: torch.Tensor, record: Record) -> str:
     return json.dumps(encode_rle((first[0, 0] > 0).cpu().numpy()), separators=(",", ":"))
 
 
-def _place(model: TrainedModel, device: torch.device) -> None:
-    module = model.parts.module
-    if getattr(model.parts.backbone.model, "is_loaded_in_4bit", False):
+def _place(model: EarthVLM, device: torch.device) -> None:
+    module = model
+    if getattr(model.hf_model, "is_loaded_in_4bit", False):
         return  # quantised weights are placed when loaded
     first = next(module.parameters(), None)
     if first is not None and first.device != torch.device(device):
@@ -335,18 +335,19 @@ class BenchmarkRun:
     seconds: float = 0.0
 
 
-def _model_info(model: TrainedModel) -> dict[str, Any]:
+def _model_info(model: EarthVLM) -> dict[str, Any]:
     return {
         "name": model.name,
         "variant": model.variant,
-        "checkpoint": str(Path(model.checkpoint).resolve()),
-        "base_model": model.config.model.path or f"tiny {model.config.model.family}",
-        "stage": model.config.stage,
+        "checkpoint": str(Path(model.source).resolve()) if model.source else model.name,
+        "origin": model.origin,
+        "base_model": model.recipe.model.path or f"tiny {model.recipe.model.family}",
+        "stage": model.recipe.stage,
     }
 
 
 def run_benchmark(
-    model: TrainedModel,
+    model: EarthVLM,
     bench: Benchmark,
     data: str | Path,
     out: str | Path,
@@ -392,8 +393,8 @@ def run_benchmark(
     run = BenchmarkRun(bench.name, folder, len(records), n_cached=len(mine) - len(todo))
     if todo:
         _place(model, procs.device)
-        collator = Collator(model.parts.backbone, bench.image_root(data), mode="generate",
-                            max_length=model.config.data.max_length,
+        collator = Collator(model.backbone, bench.image_root(data), mode="generate",
+                            max_length=model.max_length,
                             image_cache=config.image_cache)  # fmt: skip
         for start in range(0, len(todo), config.batch_size):
             rows = generate_answers(model, collator, todo[start : start + config.batch_size],
@@ -411,7 +412,7 @@ def run_benchmark(
 
 
 def _score_and_report(
-    model: TrainedModel,
+    model: EarthVLM,
     bench: Benchmark,
     records: list[Record],
     cached: dict[str, dict[str, Any]],
@@ -537,7 +538,7 @@ def _markdown(report: dict[str, Any], result: BenchmarkResult) -> str:
     return "\n".join(lines)
 
 
-def write_summary(runs: Sequence[BenchmarkRun], out: str | Path, model: TrainedModel) -> Path:
+def write_summary(runs: Sequence[BenchmarkRun], out: str | Path, model: EarthVLM) -> Path:
     """``summary.md`` and ``summary.csv`` (the headline of every benchmark) under ``out``."""
     out = Path(out)
     rows = [
@@ -567,7 +568,7 @@ def write_summary(runs: Sequence[BenchmarkRun], out: str | Path, model: TrainedM
 
 
 def run_benchmarks(
-    model: TrainedModel,
+    model: EarthVLM,
     names: Sequence[str],
     data: str | Path | Callable[[str], Path],
     out: str | Path,

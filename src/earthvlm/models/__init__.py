@@ -1,4 +1,10 @@
-"""Model parts: Qwen-VL backbones (built tiny offline or loaded from a local folder).
+"""The assembled model and its parts: one home for what earthvlm runs.
+
+* :class:`EarthVLM`: a Qwen-VL backbone with earthvlm's adapter, SSE-U head, fusion and
+  mask decoder; ``forward`` (training losses), ``generate`` and ``score`` with a GSD per
+  view; :meth:`EarthVLM.build` from a :class:`ModelRecipe`, :meth:`EarthVLM.load` from
+  a run folder, a Hugging Face Qwen-VL folder, a peft LoRA or an earthvlm adapter
+  folder (:mod:`.saved` says what is on disk).
 
 * :func:`build_tiny_backbone`: a real ``Qwen3VLForConditionalGeneration`` /
   ``Qwen2_5_VLForConditionalGeneration`` at a few hundred thousand parameters, with an
@@ -20,6 +26,7 @@ from .backbone import (
     pooled_vision_features,
 )
 from .checkpoint import META_FILE, load_backbone, save_backbone
+from .earthvlm import EarthVLM, Losses
 from .pixels import PackedPixels, PackedPixelsError, install_packed_pixels, installed_packed_pixels
 from .processor import (
     FAMILIES,
@@ -29,6 +36,8 @@ from .processor import (
     build_processor,
     official_chat_template,
 )
+from .recipe import ModelRecipe
+from .saved import load_model
 from .tokenizer import ADDED_TOKENS, SPECIAL_TOKENS, build_tiny_tokenizer
 
 __all__ = [
@@ -40,6 +49,9 @@ __all__ = [
     "Backbone",
     "EarthQwen2_5_VLProcessor",
     "EarthQwen3VLProcessor",
+    "EarthVLM",
+    "Losses",
+    "ModelRecipe",
     "PackedPixels",
     "PackedPixelsError",
     "build_image_processor",
@@ -49,6 +61,7 @@ __all__ = [
     "install_packed_pixels",
     "installed_packed_pixels",
     "load_backbone",
+    "load_model",
     "official_chat_template",
     "pool_merged_tokens",
     "pooled_vision_features",

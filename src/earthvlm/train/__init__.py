@@ -3,7 +3,8 @@ and GRPO for the zoom policy.
 
 * :mod:`~earthvlm.train.config`: the typed run config, YAML recipes, ``--set`` overrides;
 * :mod:`~earthvlm.train.sft`: the loop (:func:`train`);
-* :mod:`~earthvlm.train.model`: what is trained (backbone, adapter, SSE-U head);
+* :mod:`~earthvlm.train.params`: what trains, in which optimiser group (the model
+  itself is :class:`earthvlm.models.EarthVLM`);
 * :mod:`~earthvlm.train.data`: records, the batch sampler, micro-batches;
 * :mod:`~earthvlm.train.checkpoint`: atomic, resumable checkpoints without pickle;
 * :mod:`~earthvlm.train.schedule`, :mod:`~earthvlm.train.metrics`: schedules, logging;

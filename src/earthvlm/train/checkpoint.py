@@ -33,9 +33,9 @@ from safetensors.torch import load_file, save_file
 
 from earthvlm.errors import EarthVLMError
 from earthvlm.io import atomic_dir
+from earthvlm.models.saved import COMPLETE_FILE, complete_checkpoints, latest_checkpoint
 from earthvlm.provenance import provenance
 
-COMPLETE_FILE = "COMPLETE"
 STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 RNG_FILE = "rng.safetensors"
@@ -162,25 +162,6 @@ def save_checkpoint(
         for old_ckpt in complete_checkpoints(run)[:-keep_last]:
             shutil.rmtree(old_ckpt, ignore_errors=True)
     return final
-
-
-def complete_checkpoints(run_dir: str | Path) -> list[Path]:
-    """The complete ``checkpoint-{step}`` folders of a run, oldest first."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        return []
-    found = []
-    for p in run.iterdir():
-        m = _NAME.match(p.name)
-        if m and p.is_dir() and (p / COMPLETE_FILE).is_file():
-            found.append((int(m.group(1)), p))
-    return [p for _, p in sorted(found)]
-
-
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run, or ``None``."""
-    found = complete_checkpoints(run_dir)
-    return found[-1] if found else None
 
 
 def mark_final(run_dir: str | Path, ckpt: str | Path) -> Path:

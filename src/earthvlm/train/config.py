@@ -21,11 +21,7 @@ accepted for float fields). Relative paths are relative to the working directory
 
 from __future__ import annotations
 
-import collections.abc
 import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -36,52 +32,16 @@ from earthvlm.adapters.targets import QWEN_LINEARS
 from earthvlm.data.augment import AugmentConfig
 from earthvlm.errors import EarthVLMError
 from earthvlm.fusion.config import METHODS as FUSION_METHODS
-from earthvlm.fusion.config import FusionConfig
-
-#: The linear layers of a Qwen language-model block (ScaleEarth App. C: "all linear
-#: projections in the LLM").
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The backbone to train."""
-
-    path: str | None = None
-    """A backbone folder (``save_backbone`` output, a stage-1 checkpoint's ``model/``,
-    or a downloaded Qwen-VL checkpoint); ``None`` builds a tiny one (``family``, ``size``)."""
-    family: str = "qwen3_vl"
-    """Family of the tiny backbone built when ``path`` is ``None``."""
-    size: str = "tiny"
-    """Preset of the tiny backbone: ``tiny`` or ``small``."""
-    init_seed: int = 0
-    """Construction seed of the tiny backbone."""
-    min_pixels: int | None = None
-    """Smallest resized image area in pixels (Tables 4/6: 3136); ``None``: as saved."""
-    max_pixels: int | None = None
-    """Largest resized image area in pixels (Tables 4/6: 12845056); ``None``: as saved."""
-    load_in_4bit: bool = False
-    """Stage 2: quantise the frozen language model to NF4 (needs bitsandbytes; sec. 3.2)."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in the backward pass (less memory, ~30% more compute)."""
-
-    def __post_init__(self) -> None:
-        if self.family not in ("qwen3_vl", "qwen2_5_vl"):
-            raise ValueError(f"model.family={self.family!r}: choose 'qwen3_vl' or 'qwen2_5_vl'")
-        if self.size not in ("tiny", "small"):
-            raise ValueError(f"model.size={self.size!r}: choose 'tiny' or 'small'")
-        for name in ("min_pixels", "max_pixels"):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f"model.{name}={v}: must be a positive pixel count or null")
-        if self.min_pixels and self.max_pixels and self.min_pixels > self.max_pixels:
-            raise ValueError(
-                f"model.min_pixels={self.min_pixels} > model.max_pixels={self.max_pixels}"
-            )
-        if self.load_in_4bit and self.path is None:
-            raise ValueError(
-                "model.load_in_4bit=true needs model.path (a saved backbone to load in NF4); "
-                "a tiny backbone built in memory is not quantised"
-            )
+from earthvlm.models.recipe import (
+    SEG_DECODERS,
+    AdapterConfig,
+    FusionTrainConfig,
+    ModelConfig,
+    ModelRecipe,
+    SegTrainConfig,
+)
+from earthvlm.typed import build_dataclass as _build
+from earthvlm.typed import plain as _plain
 
 
 @dataclass(frozen=True)
@@ -198,64 +158,6 @@ class DataConfig:
 
 
 @dataclass(frozen=True)
-class AdapterConfig:
-    """Stage 2: what is trained on the frozen backbone, and the scale path's loss."""
-
-    kind: Literal["cshlora", "moelora", "lora", "none"] = "cshlora"
-    """``cshlora`` (GSD-gated LoRA, Eq. 1), ``moelora`` (B4: LoRA experts hard-routed by
-    GSD bucket, ``r`` ranks in all), ``lora`` (peft LoRA with the same rank, alpha and
-    targets: the B2 baseline) or ``none`` (no adapter; only the SSE-U head, if ``sseu``,
-    is trained)."""
-    r: int = 64
-    """Rank (Table 6: 64)."""
-    alpha: float = 32.0
-    """LoRA scaling numerator; updates are scaled by alpha / r (Table 6: 32)."""
-    dropout: float = 0.0
-    """Dropout on the adapter input (Table 6: 0)."""
-    target_modules: tuple[str, ...] = QWEN_LINEARS
-    """Linear layers wrapped, inside the language model only."""
-    sharpness_init: float = 5.0
-    """CS-HLoRA: initial per-layer gate sharpness alpha (sec. 3.2: 5.0)."""
-    sseu: bool = True
-    """Train an SSE-U head on pooled vision features with the Gaussian NLL (Eq. 2-3)."""
-    sseu_hidden: int | None = None
-    """SSE-U trunk width (the paper does not state it; default: the feature size)."""
-    p_e2e: float = 0.2
-    """Probability that an exact GSD is replaced by SSE-U's mu in training (Eq. 4)."""
-    lambda_gsd: float = 0.1
-    """Weight of L_nll after the warm-up (Eq. 4: 0.1)."""
-    lambda_gsd_warmup: float = 0.3
-    """Weight of L_nll during the first ``lambda_warmup_frac`` of steps (Eq. 4: 0.3)."""
-    lambda_warmup_frac: float = 0.1
-    """Share of the optimiser steps that use ``lambda_gsd_warmup`` (Eq. 4: 10%)."""
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("cshlora", "moelora", "lora", "none"):
-            raise ValueError(
-                f"adapter.kind={self.kind!r}: choose 'cshlora', 'moelora', 'lora' or 'none'"
-            )
-        if self.r < 1:
-            raise ValueError(f"adapter.r={self.r}: must be >= 1")
-        if not self.alpha > 0:
-            raise ValueError(f"adapter.alpha={self.alpha}: must be > 0")
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"adapter.dropout={self.dropout}: must be in [0, 1)")
-        if not self.target_modules:
-            raise ValueError("adapter.target_modules is empty: name the linear layers to wrap")
-        if not self.sharpness_init > 0:
-            raise ValueError(f"adapter.sharpness_init={self.sharpness_init}: must be > 0")
-        if self.sseu_hidden is not None and self.sseu_hidden < 1:
-            raise ValueError(f"adapter.sseu_hidden={self.sseu_hidden}: must be >= 1 or null")
-        if not 0.0 <= self.p_e2e <= 1.0:
-            raise ValueError(f"adapter.p_e2e={self.p_e2e}: must be in [0, 1]")
-        for name in ("lambda_gsd", "lambda_gsd_warmup"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"adapter.{name}={getattr(self, name)}: must be >= 0")
-        if not 0.0 <= self.lambda_warmup_frac <= 1.0:
-            raise ValueError(f"adapter.lambda_warmup_frac={self.lambda_warmup_frac}: in [0, 1]")
-
-
-@dataclass(frozen=True)
 class OptimConfig:
     """AdamW, the cosine schedule with warm-up, clipping and batching."""
 
@@ -306,100 +208,6 @@ class OptimConfig:
                 raise ValueError(f"optim.{name}={getattr(self, name)}: must be >= 1")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"optim.max_steps={self.max_steps}: must be >= 1 or null")
-
-
-@dataclass(frozen=True)
-class FusionTrainConfig:
-    """Optical + SAR fusion between the projector and the language model (EarthMind sec.
-    3.2): the method and its options; the token width is the backbone's hidden size.
-
-    Samples whose images include an optical image next to a SAR image are fused
-    (:class:`~earthvlm.models.fusion.EarthFusion`); every other image passes through.
-    """
-
-    method: str = "hca"
-    """``hca`` (Eq. 2-7, learnable lambda), ``fixed`` (the release's variant: lambda frozen
-    at ``lambda_init``), or a Table 4 baseline: ``concat``, ``average``, ``cosine``."""
-    pooling: str = "avg"
-    """Optical tokens onto the SAR grid: adaptive ``avg`` / ``max`` pooling, or ``none``."""
-    lambda_init: float = 0.5
-    """Initial lambda of Eq. 6 (learned by ``hca``), in (0, 1)."""
-    score_scale: str = "tokens"
-    """``tokens``: alpha and beta scaled by the token count; ``none``: Eq. 3/5 as written."""
-    temperature: float = 1.0
-    """Divides the sensors' scores before Eq. 7's two-way softmax."""
-    lr: float | None = None
-    """Peak learning rate of the fusion module; ``None``: ``optim.lr``."""
-
-    def __post_init__(self) -> None:
-        try:
-            self.build(1)
-        except ValueError as e:
-            raise ValueError(f"fusion.{e}") from None
-        if self.lr is not None and not self.lr >= 0:
-            raise ValueError(f"fusion.lr={self.lr}: must be >= 0 or null")
-
-    def build(self, dim: int) -> FusionConfig:
-        """The :class:`~earthvlm.fusion.FusionConfig` for tokens ``dim`` wide."""
-        return FusionConfig(
-            dim=dim, method=self.method, pooling=self.pooling, lambda_init=self.lambda_init,
-            score_scale=self.score_scale, temperature=self.temperature,
-        )  # fmt: skip
-
-
-#: Mask decoder kinds (``earthvlm.models.seg.DECODER_KINDS``; kept here torch-free).
-SEG_DECODERS = ("light", "sam")
-
-
-@dataclass(frozen=True)
-class SegTrainConfig:
-    """Referring segmentation: a ``[SEG]`` token prompting a mask decoder (EarthMind sec.
-    3.1, 3.3, App. D). Records whose answer holds ``[SEG]`` and that carry masks train
-    the decoder; the loss adds ``loss_weight * (bce_weight * BCE + dice_weight * Dice)``."""
-
-    kind: str = "light"
-    """``light`` (the compact decoder trained here) or ``sam`` (a SAM-style decoder whose
-    weights are on disk: ``weights_path``, ``sam_class``)."""
-    dim: int = 64
-    """The light decoder's internal width."""
-    heads: int = 4
-    """Attention heads of the light decoder."""
-    weights_path: str | None = None
-    """``sam``: the local folder of the decoder's weights (never downloaded)."""
-    sam_class: str | None = None
-    """``sam``: ``"module:Class"`` of the decoder (``earthvlm.models.seg.MaskDecoder``)."""
-    bce_weight: float = 2.0
-    """Weight of the pixel binary cross-entropy (sec. 3.3; LISA's 2.0)."""
-    dice_weight: float = 0.5
-    """Weight of the Dice loss (sec. 3.3; LISA's 0.5)."""
-    loss_weight: float = 1.0
-    """Weight of the whole mask loss against the language loss."""
-    train_token: bool = True
-    """Stage 2: train the ``[SEG]`` rows of the (otherwise frozen) embeddings and output
-    head, so that the model learns when to emit it. Gradients of every other row are
-    zeroed; note that AdamW then keeps moments for the whole matrix."""
-    lr: float | None = None
-    """Peak learning rate of the decoder and the ``[SEG]`` rows; ``None``: ``optim.lr``."""
-
-    def __post_init__(self) -> None:
-        if self.kind not in SEG_DECODERS:
-            raise ValueError(f"seg.kind={self.kind!r}: choose one of {list(SEG_DECODERS)}")
-        for name in ("dim", "heads"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"seg.{name}={getattr(self, name)}: must be >= 1")
-        if self.dim % self.heads:
-            raise ValueError(f"seg.dim={self.dim} must be a multiple of seg.heads={self.heads}")
-        if self.kind == "sam" and not (self.weights_path and self.sam_class):
-            raise ValueError(
-                "seg.kind=sam needs seg.weights_path (the local weights folder) and "
-                "seg.sam_class ('module:Class'); or use seg.kind=light"
-            )
-        for name in ("bce_weight", "dice_weight", "loss_weight"):
-            v = getattr(self, name)
-            if not (v >= 0 and v != float("inf")):
-                raise ValueError(f"seg.{name}={v}: must be a finite number >= 0")
-        if self.lr is not None and not self.lr >= 0:
-            raise ValueError(f"seg.lr={self.lr}: must be >= 0 or null")
 
 
 @dataclass(frozen=True)
@@ -478,6 +286,19 @@ class TrainConfig:
             )
 
     @property
+    def recipe(self) -> ModelRecipe:
+        """The model this run trains (:class:`~earthvlm.models.recipe.ModelRecipe`)."""
+        return ModelRecipe(
+            stage=self.stage,
+            seed=self.seed,
+            model=self.model,
+            adapter=self.adapter,
+            fusion=self.fusion,
+            seg=self.seg,
+            gsd_as_text=self.data.gsd_as_text,
+        )
+
+    @property
     def run_dir(self) -> Path:
         """The run folder: ``output_dir/name``."""
         return Path(self.output_dir) / self.name
@@ -488,123 +309,6 @@ class TrainConfig:
 
 
 # -- reading -------------------------------------------------------------------------------
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _is_dataclass_type(tp: Any) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _coerce(value: Any, tp: Any, where: str) -> Any:
-    """``value`` as type ``tp`` (from a dataclass annotation), or a ValueError at ``where``."""
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise ValueError(f"{where}: null is not allowed")
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _coerce(value, arg, where)
-            except ValueError as e:
-                errors.append(str(e))
-        raise ValueError(errors[0])
-    if origin is Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ValueError(f"{where}={value!r}: choose one of {list(choices)}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ValueError(f"{where}={value!r}: expected a list")
-        args = typing.get_args(tp)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ValueError(f"{where}={value!r}: expected {len(args)} values")
-        pairs = enumerate(zip(value, args, strict=True))
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in pairs)
-    if origin in (dict, collections.abc.Mapping):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}={value!r}: expected a mapping")
-        key_tp, value_tp = typing.get_args(tp) or (Any, Any)
-        return {
-            _coerce(k, key_tp, f"{where} key"): _coerce(v, value_tp, f"{where}.{k}")
-            for k, v in value.items()
-        }
-    if tp is Any:
-        return value
-    if _is_dataclass_type(tp):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return _build(tp, value, where)
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"{where}={value!r}: expected true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{where}={value!r}: expected an integer")
-        return value
-    if tp is float:
-        if isinstance(value, bool):
-            raise ValueError(f"{where}={value!r}: expected a number")
-        if isinstance(value, int | float):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 1e-5 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        raise ValueError(f"{where}={value!r}: expected a number")
-    if tp is str:
-        if not isinstance(value, str):
-            raise ValueError(f"{where}={value!r}: expected a string")
-        return value
-    raise TypeError(f"{where}: unsupported config type {tp!r}")  # a bug in this module
-
-
-def _build(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else str(key)
-        if key not in names:
-            close = difflib.get_close_matches(str(key), names, n=1)
-            prefix = f"{where}." if where else ""
-            hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; valid: {names}"
-            raise ValueError(f"unknown config key {path!r}{hint}")
-        kwargs[key] = _coerce(value, hints[key], path)
-    try:
-        return cls(**kwargs)
-    except ValueError as e:
-        # a section defined outside this module (AugmentConfig) names its fields from its
-        # own name ("augment.json_prob"): name them from the config's root instead
-        head, _, last = where.rpartition(".")
-        message = str(e)
-        if head and message.startswith(f"{last}.") and not message.startswith(f"{where}."):
-            raise ValueError(f"{head}.{message}") from None
-        raise
-    except TypeError as e:  # a required field is missing
-        missing = [
-            f.name
-            for f in dataclasses.fields(cls)
-            if f.name not in kwargs
-            and f.default is dataclasses.MISSING
-            and f.default_factory is dataclasses.MISSING
-        ]
-        prefix = f"{where}." if where else ""
-        raise ValueError(f"config is missing {[prefix + m for m in missing]}") from e
 
 
 def config_from_dict(data: dict[str, Any]) -> TrainConfig:
@@ -675,16 +379,19 @@ def dump_config(cfg: TrainConfig) -> str:
     return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
 
 
-#: The one typed dataclass-from-YAML builder, for other run configs (GRPO's).
+#: The one typed dataclass-from-YAML builder (:mod:`earthvlm.typed`), re-exported for the
+#: run configs that import it from here.
 build_dataclass = _build
 
 __all__ = [
     "FUSION_METHODS",
     "QWEN_LINEARS",
+    "SEG_DECODERS",
     "AdapterConfig",
     "DataConfig",
     "FusionTrainConfig",
     "ModelConfig",
+    "ModelRecipe",
     "OptimConfig",
     "SegTrainConfig",
     "SynthDataConfig",

@@ -34,7 +34,7 @@ after case and whitespace folding.
 
 What trains is ``policy.kind``: the whole backbone or a peft LoRA on it (GSD-gated adapters
 need a GSD per view in the forward, which TRL's trainer does not pass). The policy is built
-and saved as SFT builds and saves its model (:func:`earthvlm.train.model.build_model`,
+and saved as SFT builds and saves its model (:meth:`earthvlm.models.EarthVLM.build`,
 :func:`~earthvlm.train.model.save_weights`, :func:`earthvlm.train.checkpoint.save_checkpoint`),
 and the run folder's ``config.yaml`` is the matching SFT config (:func:`policy_train_config`),
 so a GRPO run loads wherever an SFT run does (``earthvlm ask --model``, evaluation). A warm
@@ -284,7 +284,7 @@ def policy_train_config(cfg: GRPORunConfig) -> TrainConfig:
     """The :class:`~earthvlm.train.config.TrainConfig` that rebuilds the GRPO policy:
     stage 1 (a whole backbone) for ``policy.kind: full``, stage 2 with peft LoRA and no
     SSE-U head for ``lora``; ``data.gsd_as_text`` is the loop's. The run folder's
-    ``config.yaml`` holds it, so :func:`earthvlm.eval.trained.load_trained` (and
+    ``config.yaml`` holds it, so :meth:`earthvlm.models.EarthVLM.load` (and
     ``earthvlm ask --model``) load a GRPO run as they load an SFT run."""
     p = cfg.policy
     lora = AdapterConfig(kind="lora", r=p.r, alpha=p.alpha, dropout=p.dropout,
@@ -586,12 +586,12 @@ GRPO_CONFIG_FILE = "grpo_config.yaml"
 
 
 def _policy(cfg: GRPORunConfig, train_cfg: TrainConfig, backbone: Any) -> Any:
-    """The :class:`~earthvlm.train.model.Parts` of the policy (built as SFT builds its
-    model, so :func:`~earthvlm.train.model.save_weights` writes what loaders read)."""
-    from earthvlm.train.model import Parts, SFTModel, build_model
+    """The policy as an :class:`~earthvlm.models.EarthVLM` (built as SFT builds its
+    model, so :func:`~earthvlm.models.saved.save_weights` writes what loaders read)."""
+    from earthvlm.models.earthvlm import EarthVLM
 
     if backbone is None:
-        return build_model(train_cfg)
+        return EarthVLM.build(train_cfg.recipe, name=train_cfg.name)
     if cfg.policy.kind != "full":
         raise ValueError(
             "a backbone passed in memory trains with policy.kind=full only: a LoRA "
@@ -600,7 +600,7 @@ def _policy(cfg: GRPORunConfig, train_cfg: TrainConfig, backbone: Any) -> Any:
         )
     for p in backbone.model.parameters():
         p.requires_grad_(True)
-    return Parts(backbone=backbone, module=SFTModel(backbone.model, None))
+    return EarthVLM(backbone, recipe=train_cfg.recipe, name=train_cfg.name)
 
 
 def train_grpo(
@@ -618,7 +618,7 @@ def train_grpo(
     weights as safetensors by :func:`earthvlm.train.model.save_weights`: ``model/`` or
     ``adapter/``; optimiser and RNG state; config and provenance), every
     ``cfg.save_every`` steps and at the end; ``final`` points at the last. Such a folder
-    loads with :func:`earthvlm.eval.trained.load_trained` and ``earthvlm ask --model``.
+    loads with :meth:`earthvlm.models.EarthVLM.load` and ``earthvlm ask --model``.
 
     Args:
         cfg: The run.
@@ -637,10 +637,10 @@ def train_grpo(
     from trl.chat_template_utils import add_response_schema
 
     from earthvlm.io import atomic_write_text
+    from earthvlm.models.saved import record_base, save_weights
     from earthvlm.provenance import provenance
     from earthvlm.train.checkpoint import complete_checkpoints, mark_final, save_checkpoint
     from earthvlm.train.config import dump_config
-    from earthvlm.train.model import save_weights
 
     run = cfg.run_dir
     if complete_checkpoints(run):
@@ -649,8 +649,8 @@ def train_grpo(
             "here: choose another name (--set name=...)"
         )
     train_cfg = policy_train_config(cfg)
-    parts = _policy(cfg, train_cfg, backbone)
-    backbone = parts.backbone
+    policy = _policy(cfg, train_cfg, backbone)
+    backbone = policy.backbone
     if backbone.family != "qwen3_vl":
         raise ValueError(f"backbone family {backbone.family!r}: GRPO with tools needs qwen3_vl")
     processor = add_response_schema(backbone.processor)
@@ -686,7 +686,7 @@ def train_grpo(
         disable_tqdm=True,
         remove_unused_columns=False,
     )
-    net = parts.peft_model if parts.peft_model is not None else backbone.model
+    net = policy.peft_model if policy.peft_model is not None else backbone.model
     net.train()
     trainer = GRPOTrainer(
         model=net,
@@ -699,6 +699,7 @@ def train_grpo(
     main = trainer.accelerator.is_main_process
     if main:
         atomic_write_text(run / "config.yaml", dump_config(train_cfg))
+        record_base(run, train_cfg.recipe)
         atomic_write_text(run / GRPO_CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
     saved: list[Path] = []
 
@@ -708,7 +709,7 @@ def train_grpo(
         metrics = next((h for h in reversed(trainer.state.log_history) if "reward" in h), {})
 
         def write(folder: Path) -> None:
-            save_weights(train_cfg, parts, folder, provenance())
+            save_weights(policy, folder, provenance())
             recipe = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
             (folder / GRPO_CONFIG_FILE).write_text(recipe, encoding="utf-8")
 

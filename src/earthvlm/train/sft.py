@@ -57,6 +57,8 @@ from earthvlm.data.collate import Collator
 from earthvlm.data.ledger import Ledger
 from earthvlm.errors import EarthVLMError
 from earthvlm.io import atomic_write_text
+from earthvlm.models.earthvlm import EarthVLM
+from earthvlm.models.saved import record_base, save_weights
 from earthvlm.train import checkpoint as ckpt_io
 from earthvlm.train.config import TrainConfig, config_from_dict, dump_config
 from earthvlm.train.data import (
@@ -68,7 +70,7 @@ from earthvlm.train.data import (
     total_steps,
 )
 from earthvlm.train.metrics import MetricsLog, gate_means, sseu_abs_error
-from earthvlm.train.model import build_model, gated, param_groups, save_weights
+from earthvlm.train.params import gated, param_groups
 from earthvlm.train.schedule import cosine_with_warmup, lambda_gsd
 
 #: Config fields that may change between a run and its resumption.
@@ -207,9 +209,9 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
 
     # -- model, optimiser -----------------------------------------------------------------
     device_map = {"": accelerator.local_process_index} if torch.cuda.is_available() else "cpu"
-    parts = build_model(
-        cfg, init_mu=mean_exact_log10_gsd(records), weights_from=resumed_from,
-        device_map=device_map,
+    model = EarthVLM.build(
+        cfg.recipe, init_mu=mean_exact_log10_gsd(records), weights_from=resumed_from,
+        device_map=device_map, name=cfg.name, max_length=cfg.data.max_length,
     )  # fmt: skip
     ds = accelerator.state.deepspeed_plugin
     if ds is not None:
@@ -218,10 +220,10 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
             train_micro_batch_size_per_gpu=per_device, gradient_accumulation_steps=accum,
             gradient_clipping=o.max_grad_norm,
         )  # fmt: skip
-    groups = param_groups(cfg, parts.module)
+    groups = param_groups(cfg, model)
     trainable = [p for g in groups for p in g["params"]]
     optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps)
-    module, optimizer = accelerator.prepare(parts.module, optimizer)
+    module, optimizer = accelerator.prepare(model, optimizer)
     module.train()
     step, epoch, batch_in_epoch = 0, 0, 0
     if state is not None:
@@ -233,14 +235,15 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
             _recount(data_counts, sampler, data, records, epoch, batch_in_epoch, cfg.seed,
                      per_device, accum, accelerator.process_index, procs)  # fmt: skip
     collator = Collator(
-        parts.backbone, data.root, max_length=cfg.data.max_length,
-        read_masks=parts.seg is not None, pixel_format=cfg.data.pixel_format,
+        model.backbone, data.root, max_length=cfg.data.max_length,
+        read_masks=model.seg is not None, pixel_format=cfg.data.pixel_format,
     )  # fmt: skip
-    layers = gated(parts)
+    layers = gated(model)
     if main:
         run_dir.mkdir(parents=True, exist_ok=True)
         if state is None:
             atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+            record_base(run_dir, cfg.recipe)
     log = MetricsLog(run_dir / "metrics.jsonl", keep_through_step=step if state else None)
     n_train = sum(p.numel() for p in trainable)
     say(
@@ -309,7 +312,7 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
                             # every sample failed: a zero loss keeps processes in step
                             loss = sum(p.sum() * 0.0 for p in trainable)
                         else:
-                            inputs, extra = model_inputs(parts, batch, accelerator.device)
+                            inputs, extra = model_inputs(model, batch, accelerator.device)
                             seed = ((cfg.seed * 1_000_003 + step) * accum + j) * procs
                             loss_vlm, loss_nll, loss_seg = module(
                                 inputs, batch.gsds, seed=seed + accelerator.process_index,
@@ -322,12 +325,12 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
                                     f"{batch.ids[:4]}); lower optim.lr or check those samples"
                                 )
                             _measure(sums, counts, loss, loss_vlm, loss_nll, inputs, batch)
-                            if parts.seg is not None:
+                            if model.seg is not None:
                                 _add(sums, "loss_seg", loss_seg.item())
-                            if parts.fusion is not None:
-                                _measure_fusion(sums, counts, parts)
-                            if parts.scale is not None:
-                                _measure_scale(sums, counts, parts, layers, batch.gsds)
+                            if model.fusion is not None:
+                                _measure_fusion(sums, counts, model)
+                            if model.scale is not None:
+                                _measure_scale(sums, counts, model, layers, batch.gsds)
                         accelerator.backward(loss)
                         if accelerator.sync_gradients:
                             norm = accelerator.clip_grad_norm_(
@@ -356,7 +359,7 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
                 # -- checkpoint -----------------------------------------------------------
                 if (cfg.save_every and step % cfg.save_every == 0) or step == stop:
                     last_ckpt = _save(
-                        cfg, accelerator, parts, optimizer, run_dir, step, epoch,
+                        cfg, accelerator, model, optimizer, run_dir, step, epoch,
                         batch_in_epoch, total, row,
                     )  # fmt: skip
 
@@ -409,7 +412,7 @@ def _measure(
     counts["micro"] += 1
 
 
-def model_inputs(parts: Any, batch: Any, device: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def model_inputs(model: Any, batch: Any, device: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """A collated batch as the run's model reads it: ``(inputs, extra)``.
 
     ``inputs`` are on ``device``, in the fused layout when the run fuses; ``extra`` holds
@@ -417,13 +420,13 @@ def model_inputs(parts: Any, batch: Any, device: Any) -> tuple[dict[str, Any], d
     ``mask_images``: a sample's masks are targets only when its sequence holds ``[SEG]``
     tokens, so records that carry masks for other questions train as plain samples).
     """
-    inputs = parts.fused_layout(batch.inputs, batch.modalities)
+    inputs = model.fused_layout(batch.inputs, batch.modalities)
     inputs = {k: v.to(device) for k, v in inputs.items()}
     extra: dict[str, Any] = {}
-    if parts.fusion is not None:
+    if model.fusion is not None:
         extra["modalities"] = batch.modalities
-    if parts.seg is not None:
-        n_seg = (inputs["input_ids"] == parts.seg_token_id).sum(1).tolist()
+    if model.seg is not None:
+        n_seg = (inputs["input_ids"] == model.seg_token_id).sum(1).tolist()
         masks: list[torch.Tensor | None] = []
         for k, m in zip(n_seg, batch.masks or [None] * len(n_seg), strict=True):
             masks.append(torch.from_numpy(m).to(device) if k and m is not None else None)
@@ -432,27 +435,27 @@ def model_inputs(parts: Any, batch: Any, device: Any) -> tuple[dict[str, Any], d
     return inputs, extra
 
 
-def _measure_fusion(sums: dict[str, float], counts: dict[str, int], parts: Any) -> None:
+def _measure_fusion(sums: dict[str, float], counts: dict[str, int], model: Any) -> None:
     """Add the fusion's view of the micro-batch: HCA's lambda and mean optical weight."""
-    fused = [f for f in parts.fusion.last.fused if f.weights is not None and len(f)]
+    fused = [f for f in model.fusion.last.fused if f.weights is not None and len(f)]
     if fused:
         w = torch.cat([f.weights.detach().float() for f in fused])
         _add(sums, "fusion_w_optical", float(w[:, 0].mean()))
         counts["fused"] = counts.get("fused", 0) + 1
-    lam = getattr(parts.fusion.fusion, "lam", None)  # HCA's lambda (Eq. 6), if any
+    lam = getattr(model.fusion.fusion, "lam", None)  # HCA's lambda (Eq. 6), if any
     if isinstance(lam, torch.Tensor):
         sums["fusion_lambda"] = float(lam.detach())
 
 
 def _measure_scale(
-    sums: dict[str, float], counts: dict[str, int], parts: Any, layers: dict, gsds: list
+    sums: dict[str, float], counts: dict[str, int], model: Any, layers: dict, gsds: list
 ) -> None:
     """Add the scale path's view of the micro-batch: SSE-U error, gates per rank group."""
-    last = parts.scale.last
+    last = model.scale.last
     err, n = sseu_abs_error(last.mu, gsds)
     _add(sums, "sseu_abs_err", err)
     counts["exact"] += n
-    gates = gate_means(layers, last.s_image, parts.cshlora)
+    gates = gate_means(layers, last.s_image, model.cshlora)
     for k, v in gates.items():
         _add(sums, k, v)
     counts["gates"] += bool(gates)
@@ -610,7 +613,7 @@ def _recount(
 def _save(
     cfg: TrainConfig,
     accelerator: Accelerator,
-    parts: Any,
+    model: EarthVLM,
     optimizer: torch.optim.Optimizer,
     run_dir: Path,
     step: int,
@@ -632,7 +635,7 @@ def _save(
             },
         }  # fmt: skip
         path = ckpt_io.save_checkpoint(
-            run_dir, step, write_weights=lambda out: save_weights(cfg, parts, out, info),
+            run_dir, step, write_weights=lambda out: save_weights(model, out, info),
             optimizer=optimizer, state=state, keep_last=cfg.keep_last,
         )  # fmt: skip
     accelerator.wait_for_everyone()

@@ -38,13 +38,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import torch
 from PIL import Image, ImageDraw
 
 from earthvlm.data.gsd_text import gsd_sentence
 from earthvlm.data.resolution import Resolution
 from earthvlm.io import atomic_path
 from earthvlm.models.backbone import Backbone
+from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.scale.gsd import GSD
 from earthvlm.uhr.chain import ZOOM_INSTRUCTION, extract_answer, tool_system_prompt, user_text
 from earthvlm.uhr.reader import ReaderConfig, UHRReader
@@ -93,7 +93,7 @@ class LoopConfig:
     """State each view's GSD as text (the B3 baseline): after its image in user turns, and
     in the zoom observation and tool schema (:attr:`~earthvlm.uhr.tool.ZoomConfig.
     observation_gsd`), as its chains and GRPO rollouts do. Also on when the model is a
-    GSD-as-text model (:attr:`ZoomModel.gsd_as_text`); off, no GSD reaches the text."""
+    GSD-as-text model (:attr:`EarthVLM.gsd_as_text`); off, no GSD reaches the text."""
 
     def __post_init__(self) -> None:
         if self.max_zooms < 0 or self.max_invalid_calls < 0:
@@ -110,59 +110,14 @@ class LoopConfig:
         ZoomConfig(min_side_px=self.min_side_px)  # checks min_side_px
 
 
-@dataclass
-class ZoomModel:
-    """What the loop drives: a backbone and the network that generates for it.
-
-    Attributes:
-        backbone: Processor, chat template, box frame.
-        scale: A :class:`~earthvlm.models.scaleearth.ScaleEarth` wrapper: generation goes
-            through it with one GSD per view, and its decisions are recorded per turn.
-        net: The module whose ``generate`` runs when there is no ``scale`` (a peft model,
-            say); default ``backbone.model``.
-        gsd_as_text: The model reads GSDs from the prompt (B3).
-        name: A label for reports.
-    """
-
-    backbone: Backbone
-    scale: Any = None
-    net: Any = None
-    gsd_as_text: bool = False
-    name: str = "model"
-
-    @classmethod
-    def from_trained(cls, trained: Any) -> ZoomModel:
-        """From an :class:`earthvlm.eval.trained.TrainedModel` (read by attribute: the
-        ``uhr`` layer sits below ``eval``)."""
-        parts = trained.parts
-        return cls(
-            parts.backbone,
-            parts.scale,
-            parts.module.net,
-            bool(trained.gsd_as_text),
-            str(trained.name),
-        )
-
-    @property
-    def takes_gsd(self) -> bool:
-        """Whether the GSD reaches the network (gates or prompt)."""
-        return self.scale is not None or self.gsd_as_text
-
-    def generate_ids(
-        self, inputs: Mapping[str, Any], gsds: list[GSD], max_new_tokens: int
-    ) -> list[int]:
-        """Greedy decoding of one sample; the new token ids (EOS included, if reached)."""
-        net = self.scale if self.scale is not None else (self.net or self.backbone.model)
-        device = next(net.parameters()).device
-        batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in inputs.items()}
-        kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False}
-        with torch.no_grad():
-            if self.scale is not None:
-                out = self.scale.generate(gsd=list(gsds), **batch, **kwargs)
-            else:
-                out = net.generate(**batch, **kwargs)
-        n = batch["input_ids"].shape[1]
-        return out[0, n:].tolist()  # a batch of one: no padding after EOS
+def greedy_ids(
+    model: EarthVLM, inputs: Mapping[str, Any], gsds: list[GSD], max_new_tokens: int
+) -> list[int]:
+    """Greedy decoding of one sample through :meth:`EarthVLM.generate` (one GSD per
+    view); the new token ids (EOS included, if reached)."""
+    out, _ = model.generate(inputs, list(gsds), max_new_tokens=max_new_tokens, do_sample=False)
+    n = inputs["input_ids"].shape[1]
+    return out[0, n:].tolist()  # a batch of one: no padding after EOS
 
 
 @dataclass(frozen=True)
@@ -307,7 +262,7 @@ def template_renders_tools(backbone: Backbone) -> bool:
 
 
 def run_zoom_loop(
-    model: ZoomModel | Backbone,
+    model: EarthVLM | Backbone,
     source: str | Path | UHRReader,
     question: str,
     config: LoopConfig | None = None,
@@ -319,7 +274,8 @@ def run_zoom_loop(
     """Ask ``question`` about a UHR image, letting the model zoom.
 
     Args:
-        model: The model (a bare :class:`Backbone` runs as is, GSD unused).
+        model: The model (a bare :class:`Backbone` runs as a zero-shot
+            :class:`EarthVLM`, GSD unused).
         source: A raster path (opened with the processor's resolution) or an open reader
             (its resolution should be the processor's: views are then kept as shown).
         question: The question.
@@ -327,14 +283,14 @@ def run_zoom_loop(
         gsd: The source GSD; ``None`` reads it from the file's georeferencing (unknown
             when it has none). Ignored when ``source`` is a reader.
         generate: One generation step (tests script decisions with it); default greedy
-            decoding with :meth:`ZoomModel.generate_ids`.
+            decoding (:func:`greedy_ids`).
         reader_config: How a path is read (budgets, bands).
 
     Raises:
         RasterError: If the raster cannot be opened or read. Nothing the model writes
             raises.
     """
-    zm = model if isinstance(model, ZoomModel) else ZoomModel(model)
+    zm = model if isinstance(model, EarthVLM) else EarthVLM.from_backbone(model)
     cfg = config or LoopConfig()
     if isinstance(source, UHRReader):
         return _Loop(zm, source, question, cfg, generate).run()
@@ -346,14 +302,14 @@ def run_zoom_loop(
 class _Loop:
     def __init__(
         self,
-        model: ZoomModel,
+        model: EarthVLM,
         reader: UHRReader,
         question: str,
         cfg: LoopConfig,
         generate: GenerateFn | None,
     ) -> None:
         self.model, self.reader, self.question, self.cfg = model, reader, question, cfg
-        self.generate = generate or model.generate_ids
+        self.generate = generate or partial(greedy_ids, model)
         bb = model.backbone
         self.template = bb.chat_template()
         # GSD text only for models that read it (B3); the scale path gets it via generate()
@@ -540,9 +496,9 @@ __all__ = [
     "GenerateFn",
     "LoopConfig",
     "Turn",
-    "ZoomModel",
     "ZoomTrace",
     "draw_trace",
+    "greedy_ids",
     "run_zoom_loop",
     "template_renders_tools",
 ]

@@ -14,13 +14,12 @@ from earthvlm.adapters.base import (
     adapter_layers,
     inject,
     load_adapter,
-    remove_adapter,
     save_adapter,
 )
 from earthvlm.adapters.context import ScaleContext
 from earthvlm.adapters.cshlora.config import CSHLoRAConfig
 from earthvlm.adapters.cshlora.layer import CSHLoRALinear
-from earthvlm.errors import EarthVLMError
+from earthvlm.adapters.merge import merge_at_log10_gsd
 
 PREFIX = "cshlora_"
 
@@ -83,22 +82,11 @@ def merge_cshlora(model: nn.Module, log10_gsd: float) -> int:
     """Fold Delta W(s) for one fixed scale into the base weights and remove the adapters.
 
     A merged model runs at the base model's speed and gives the unmerged model's output
-    at that GSD. Returns the number of layers merged.
+    at that GSD (see :mod:`earthvlm.adapters.merge`, whose ``merge_at_gsd`` takes metres and
+    any gated method). Returns the number of layers merged.
 
     Raises:
-        EarthVLMError: For quantised base layers (merge into a full-precision copy).
+        EarthVLMError: If the model has no CS-HLoRA adapter, the scale is not finite, or a
+            base layer is quantised (merge into a full-precision copy).
     """
-    for name, layer in gated_layers(model).items():
-        if type(layer.base_layer) is not nn.Linear:
-            raise EarthVLMError(
-                f"{name}: cannot merge into a {type(layer.base_layer).__name__}; load the "
-                "base model in full precision to merge"
-            )
-
-    def merged(_: str, layer: CSHLoRALinear) -> nn.Module:
-        base = layer.base_layer
-        with torch.no_grad():
-            base.weight += layer.delta_weight(log10_gsd).to(base.weight.dtype)
-        return base
-
-    return remove_adapter(model, merged)
+    return merge_at_log10_gsd(model, log10_gsd, expect="cshlora")

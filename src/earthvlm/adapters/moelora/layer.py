@@ -1,5 +1,8 @@
 """One bucketed MoE-LoRA layer: K LoRA experts, each sample (or token) routed to the
-expert of its GSD bucket. Hard routing: exactly one expert is active."""
+expert of its GSD bucket. Hard routing: exactly one expert is active.
+
+    y = W x + (alpha_lora / r_total) * B_e A_e x,   e = bucket(s)
+"""
 
 from __future__ import annotations
 
@@ -59,3 +62,11 @@ class MoELoRALinear(AdapterLinear):
             z = F.linear(xd, self.moelora_A[k].to(x.dtype))
             delta = delta + F.linear(z, self.moelora_B[k].to(x.dtype)) * mask
         return y + delta * self.scaling
+
+    def delta_weight(self, log10_gsd: float) -> torch.Tensor:
+        """scaling * B_e A_e of the expert one scale routes to: the update to merge
+        (float32, ``(out, in)``). Routed as :meth:`forward` routes (float32, edges to the
+        coarser bucket)."""
+        s = torch.tensor([float(log10_gsd)], device=self.moelora_A.device)
+        e = int(self.route(s)[0])
+        return (self.moelora_B[e].float() @ self.moelora_A[e].float()) * self.scaling

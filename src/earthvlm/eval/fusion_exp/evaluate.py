@@ -1,7 +1,7 @@
 """Evaluating one trained fusion run in the EarthMind-Bench format, per setting and split.
 
 * **MCQ** (object existence, yes / no): the model's answer is the option it gives the
-  highest likelihood after the prompt (:class:`~earthvlm.eval.trained.ChoiceScorer`,
+  highest likelihood after the prompt (:class:`~earthvlm.eval.choice.ChoiceScorer`,
   equal to greedy decoding when options differ in their first token, as here), then
   scored by strict string match with the reference (EarthMind-Bench's MCQ rule).
 * **Referring segmentation**: the model first decides whether it answers ``[SEG]`` or
@@ -35,17 +35,17 @@ import torch
 
 from earthvlm.data.collate import Collator
 from earthvlm.data.record import Record
-from earthvlm.eval.choice import with_answer
+from earthvlm.eval.choice import ChoiceScorer, with_answer
 from earthvlm.eval.fusion_exp.data import NO_OBJECT, OPEN_QUESTION, SEG_ANSWER, SETTINGS
 from earthvlm.eval.judge import JudgeResult, judge_open_ended
 from earthvlm.eval.metrics.segmentation import score_segmentation
 from earthvlm.eval.runner import generate_answers
-from earthvlm.eval.trained import ChoiceScorer, TrainedModel
 from earthvlm.fusion.mas import (
     composition_from_fused,
     fusion_weight_gap,
     modality_attention_score,
 )
+from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.models.seg import SegOutput
 from earthvlm.teacher.client import ChatClient
 
@@ -151,7 +151,7 @@ def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
 
 @torch.no_grad()
 def _first_token_logliks(
-    tm: TrainedModel, collator: Any, recs: Sequence[Record], answers: list[str]
+    tm: EarthVLM, collator: Any, recs: Sequence[Record], answers: list[str]
 ) -> np.ndarray:
     """Log-probability of the first token of one given answer per record: comparing two
     answers by it is the choice greedy decoding makes at the answer's first step (a
@@ -168,7 +168,7 @@ def _first_token_logliks(
 
 
 def evaluate_setting(
-    tm: TrainedModel, records: Sequence[Record], root: Path, *, batch_size: int = 32
+    tm: EarthVLM, records: Sequence[Record], root: Path, *, batch_size: int = 32
 ) -> SettingScores:
     """Score ``tm`` on one setting's records (MCQ and segmentation items)."""
     scores = SettingScores()
@@ -185,8 +185,8 @@ def evaluate_setting(
             scores.mcq[r.meta["item"]] = pred == r.messages[-1].text()  # strict match
     opened = [r for r in records if r.task == "open"]
     if opened:
-        gen = Collator(tm.parts.backbone, root, mode="generate",
-                       max_length=tm.config.data.max_length)  # fmt: skip
+        gen = Collator(tm.backbone, root, mode="generate",
+                       max_length=tm.max_length)  # fmt: skip
         for chunk in _chunks(opened, batch_size):
             rows = generate_answers(tm, gen, chunk, max_new_tokens=OPEN_MAX_NEW_TOKENS)
             for r, row in zip(chunk, rows, strict=True):
@@ -222,10 +222,10 @@ def evaluate_setting(
 
 @torch.no_grad()
 def modality_attention(
-    tm: TrainedModel, records: Sequence[Record], root: Path, *, batch_size: int = 16
+    tm: EarthVLM, records: Sequence[Record], root: Path, *, batch_size: int = 16
 ) -> MASResult:
     """Eq. 1 per layer over fused records, with eager attention (set for the call)."""
-    hf = tm.parts.backbone.model
+    hf = tm.hf_model
     before = hf.config._attn_implementation
     _set_attention(hf, "eager")
     try:
@@ -240,8 +240,8 @@ def modality_attention(
             inputs["output_attentions"] = True
             out = tm.run(inputs, batch.gsds, modalities=batch.modalities)
             lm = out.lm if isinstance(out, SegOutput) else out
-            groups = tm.parts.fusion.last.per_sample(len(batch))
-            fused += tm.parts.fusion.last.fused
+            groups = tm.fusion.last.per_sample(len(batch))
+            fused += tm.fusion.last.fused
             comp = composition_from_fused(inputs["input_ids"] == img, groups)
             mas = modality_attention_score(lm.attentions, comp)  # (layers, B, 2)
             shares.append(mas.permute(1, 0, 2).cpu().numpy())
@@ -284,7 +284,7 @@ def judge_settings(
 
 
 def evaluate_model(
-    tm: TrainedModel, records: Sequence[Record], root: Path, *, batch_size: int = 32
+    tm: EarthVLM, records: Sequence[Record], root: Path, *, batch_size: int = 32
 ) -> tuple[dict[str, SettingScores], MASResult]:
     """Every setting's scores and the MAS of ``tm`` on the held-out records."""
     by_setting = {

@@ -38,7 +38,7 @@ from earthvlm.eval.fusion_exp.evaluate import (
 )
 from earthvlm.eval.judge import JudgeResult
 from earthvlm.eval.judge_local import local_judge
-from earthvlm.eval.trained import load_trained
+from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.synth.catalogue import CLASSES
 from earthvlm.teacher.client import ChatClient
 from earthvlm.train.config import TrainConfig, config_from_dict
@@ -227,10 +227,10 @@ def _train_and_score(
         t = time.perf_counter()
         tc = train_config(cfg, method, train_dir / "records.jsonl", out)
         result = train(tc, console=quiet)
-        tm = load_trained(result.run_dir, name=method)
+        tm = EarthVLM.load(result.run_dir, name=method)
         scores, mas = evaluate_model(tm, test, test_dir, batch_size=cfg.eval_batch)
         judged = judge_settings(client, scores, stage=f"{method} judge")
-        lam = getattr(tm.parts.fusion.fusion, "lam", None) if tm.parts.fusion else None
+        lam = getattr(tm.fusion.fusion, "lam", None) if tm.fusion else None
         losses, seg_losses = _losses(result.run_dir)
         res.methods[method] = MethodResult(
             method, METHOD_LABELS.get(method, method), result.run_dir, scores, mas, losses,

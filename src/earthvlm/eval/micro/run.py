@@ -29,6 +29,7 @@ import torch
 from earthvlm.data.jsonl import read_records
 from earthvlm.data.record import Record
 from earthvlm.errors import EarthVLMError
+from earthvlm.eval.choice import ChoiceScorer
 from earthvlm.eval.diagnose import calibrate_model, probe_model, spoof_model
 from earthvlm.eval.diagnostics import bootstrap_ci, gate_curves
 from earthvlm.eval.diagnostics.calibration import CalibrationStats
@@ -36,7 +37,7 @@ from earthvlm.eval.diagnostics.gates import GateCurves
 from earthvlm.eval.diagnostics.probe import ProbeResult
 from earthvlm.eval.diagnostics.spoof import SpoofCurve
 from earthvlm.eval.micro.config import VARIANTS, MicroConfig
-from earthvlm.eval.trained import ChoiceScorer, TrainedModel, load_trained
+from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.scale.gsd import GSD
 from earthvlm.synth.chips import CHIP_CLASSES
 from earthvlm.synth.dataset import SynthConfig, generate_dataset
@@ -247,7 +248,7 @@ def shuffled_gsds(records: Sequence[Record], seed: int) -> list[GSD]:
 
 
 def evaluate(
-    model: TrainedModel,
+    model: EarthVLM,
     scorer: ChoiceScorer,
     records: Sequence[Record],
     mc: MicroConfig,
@@ -324,10 +325,10 @@ def run_experiment(mc: MicroConfig, out: str | Path, *, log: Log = print) -> Exp
     ]
     train_range = (float(min(train_gsds)), float(max(train_gsds)))
     models: dict[str, ModelResult] = {}
-    loaded: dict[str, tuple[TrainedModel, ChoiceScorer]] = {}
+    loaded: dict[str, tuple[EarthVLM, ChoiceScorer]] = {}
     for key in ("stage1", *mc.variants):
         log(f"{key}: evaluating" + (" and spoofing" if key != "stage1" else ""))
-        model = load_trained(out / "runs" / key, name=key)
+        model = EarthVLM.load(out / "runs" / key, name=key)
         scorer = ChoiceScorer(model, test_dir, CLASSES)
         res = evaluate(model, scorer, records, mc, train_range, sweeps=key != "stage1")
         res.train_seconds = train_seconds[key]
@@ -341,7 +342,7 @@ def run_experiment(mc: MicroConfig, out: str | Path, *, log: Log = print) -> Exp
         t0 = time.perf_counter()
         model, scorer = loaded["cshlora"]
         log("cshlora: gates, SSE-U calibration, rank probe")
-        result.gates = gate_curves(model.parts.backbone.model, model.parts.cshlora)
+        result.gates = gate_curves(model.hf_model, model.cshlora)
         result.calibration = calibrate_model(model, scorer, records)
         result.probe = probe_model(
             model, scorer, records, test_dir, layer=mc.probe_layer, seed=mc.seed
