@@ -74,7 +74,7 @@ def test_bad_paths_are_named(runner: CliRunner, micro_ci: Path, tmp_path: Path) 
     args = ["diagnose", "spoof", "--model", str(tmp_path), "--data",
             str(micro_ci / "data" / "test" / "records.jsonl")]  # fmt: skip
     result = runner.invoke(app, args)
-    assert result.exit_code == 2 and "not a run folder" in result.output
+    assert result.exit_code == 2 and "not a model folder" in result.output
     args = ["diagnose", "spoof", "--model", str(micro_ci / "runs" / "b2"), "--data",
             str(tmp_path / "missing.jsonl")]  # fmt: skip
     result = runner.invoke(app, args)

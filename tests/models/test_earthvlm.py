@@ -238,3 +238,16 @@ def test_eval_runs_on_a_plain_hugging_face_folder(chips: Path, tmp_path: Path, f
     bad = wide.invoke(app, ["eval", "--model", str(tmp_path), "--bench", "synth_chips",
                             "--data", str(chips)])  # fmt: skip
     assert bad.exit_code == 2 and "not a model folder" in bad.output
+
+
+def test_a_hugging_face_folder_loads_in_nf4_when_bitsandbytes_is_there(tmp_path: Path) -> None:
+    pytest.importorskip("bitsandbytes", reason="NF4 needs bitsandbytes (the set-up installs it)")
+    folder = hf_folder(tmp_path / "hf", "qwen3_vl")
+    model = load_model(folder, load_in_4bit=True)
+    assert getattr(model.hf_model, "is_loaded_in_4bit", False)
+    logits = model.logits({"input_ids": IDS}, [])
+    assert logits.shape[:2] == IDS.shape and bool(torch.isfinite(logits).all())
+    with pytest.raises(EarthVLMError, match="NF4"):
+        from earthvlm.models.export import export_merged
+
+        export_merged(model, tmp_path / "out")

@@ -14,6 +14,19 @@ GSD list ScaleEarth needs, in batch order.
   polarisations) become one pseudo-RGB frame through
   :func:`~earthvlm.data.sensors.sar_frames`, zero-padded (EarthMind App. H); multispectral
   images are refused for now (``unsupported_modality``).
+* Images over the decode budget (``max_read_pixels``, per collator) are read at the size
+  the model will see them at (the image processor's resized size), never decoded whole
+  (``large_images="reduce"``, the default): JPEGs by libjpeg's DCT scaling, PNGs in row
+  strips (:func:`~earthvlm.data.pixels.decode_reduced`), GeoTIFF and the other GDAL
+  formats from their coarsest fitting overview or by GDAL's decimated read
+  (:func:`~earthvlm.geo.raster.read_reduced`); a read that would decode more than
+  ``max_scan_pixels`` source pixels, or cannot be reduced (progressive JPEG, interlaced
+  PNG, ...), is refused (``image_too_large``). The image handed on is then exactly the
+  processor's size, so the model sees the same number of tokens as for a full decode;
+  images within the budget are read as before, pixel for pixel. Such images are counted
+  per sample (:attr:`CollatedBatch.reduced_images`) and per collator
+  (:attr:`Collator.reduced_reads`). ``large_images="refuse"`` refuses them instead
+  (``unreadable_image``), as before.
 * SAR values: uint8 files are dB written through a linear map (``uint8_db``, as the
   synthetic world writes them); float files are dB. A record says otherwise in its
   ``meta``: ``sar_units`` (``uint8_db``, ``db`` or ``linear_power``) and ``sar_scaling``
@@ -49,10 +62,10 @@ GSD list ScaleEarth needs, in batch order.
   ``mm_token_type_ids`` is kept (transformers 5 requires it with ``image_grid_thw``).
 * Every record is counted in the batch's :class:`~earthvlm.data.ledger.Ledger`: ok, or
   failed with a short reason (``path_escape``, ``missing_image``, ``unreadable_image``,
-  ``unsupported_modality``, ``unsupported_image``, ``stale_resize``, ``control_token``,
-  ``too_long``, ``no_target`` and, with masks, ``unreadable_mask``, ``mask_image``). With
-  ``on_error="drop"`` (training) a failed sample is left out of the batch but counted;
-  with ``"raise"`` the first failure raises.
+  ``image_too_large``, ``unsupported_modality``, ``unsupported_image``, ``stale_resize``,
+  ``control_token``, ``too_long``, ``no_target`` and, with masks, ``unreadable_mask``,
+  ``mask_image``). With ``on_error="drop"`` (training) a failed sample is left out of the
+  batch but counted; with ``"raise"`` the first failure raises.
 
 Dataset text may not contain the tokenizer's special tokens (``<|im_start|>``,
 ``<|image_pad|>``, ...): rendered verbatim they would forge turns or image slots. The
@@ -95,10 +108,19 @@ import numpy as np
 from PIL import Image
 from rasterio.errors import NotGeoreferencedWarning
 
-from earthvlm.data.augment import apply_resize
+from earthvlm.data.augment import apply_resize, resize_instruction
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.paths import resolve_within
-from earthvlm.data.pixels import ImageDecodeError, PixelPlan, PixelProcessor, decode_image
+from earthvlm.data.pixels import (
+    BICUBIC,
+    SOURCE_SIZE_KEY,
+    ImageDecodeError,
+    ImageTooLargeError,
+    PixelPlan,
+    PixelProcessor,
+    decode_image,
+    open_header,
+)
 from earthvlm.data.record import ImagePart, ImageRef, Mask, Message, Record
 from earthvlm.data.resolution import smart_resize
 from earthvlm.data.sensors import (
@@ -113,7 +135,15 @@ from earthvlm.data.sensors import (
     sar_frames,
 )
 from earthvlm.errors import EarthVLMError, PathEscapeError, RasterError, RecordError
-from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS, open_raster, read_pixels, sniff_driver
+from earthvlm.geo.raster import (
+    DEFAULT_MAX_READ_PIXELS,
+    DEFAULT_MAX_SCAN_PIXELS,
+    RasterTooLargeError,
+    open_raster,
+    read_pixels,
+    read_reduced,
+    sniff_driver,
+)
 from earthvlm.scale.gsd import GSD
 
 #: Label value the loss ignores (PyTorch's cross-entropy default).
@@ -123,6 +153,8 @@ _SEQ_KEYS = ("input_ids", "attention_mask", "mm_token_type_ids", "labels")
 _IMAGE_KEYS = ("pixel_values", "image_grid_thw")
 #: ``pixel_values`` formats: the processor's float32 rows, or packed uint8 patches.
 PIXEL_FORMATS = ("float32", "uint8")
+#: What the collator does with an image over its decode budget (see the module docstring).
+LARGE_IMAGES = ("reduce", "refuse")
 #: Image modalities the collator reads.
 READ_MODALITIES = ("optical", "sar", "multispectral")
 #: Record ``meta`` keys that describe its SAR images (see the module docstring).
@@ -173,6 +205,8 @@ class CollatedBatch:
             batch's images (``EarthSeg``'s ``mask_images=``), or ``None``.
         layouts: Per sample, the :class:`~earthvlm.data.sensors.FrameLayout` (as a dict)
             of each multispectral image it shows, in order (empty when it has none).
+        reduced_images: Per sample, how many of the images it shows were read at reduced
+            size (over the decode budget: see the module docstring); what a report counts.
         targets: Generation mode: each record's reference answer (its last assistant
             turn); training mode: ``None``.
         ledger: This batch's counts (merge it into the run's ledger).
@@ -189,9 +223,15 @@ class CollatedBatch:
     masks: list[np.ndarray | None] = field(default_factory=list)
     mask_images: list[int | None] = field(default_factory=list)
     layouts: list[list[dict[str, Any]]] = field(default_factory=list)
+    reduced_images: list[int] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @property
+    def n_reduced(self) -> int:
+        """Images of this batch read at reduced size."""
+        return sum(self.reduced_images)
 
 
 @dataclass
@@ -206,6 +246,7 @@ class EncodedSample:
         masks: ``(K, H, W)`` bool at the size the model sees their image, or ``None``.
         mask_image: The masks' image as a position among this sample's images, or ``None``.
         layouts: The frame layout (dict) of each multispectral image, in order.
+        reduced: How many of its images were read at reduced size.
     """
 
     arrays: dict[str, np.ndarray]
@@ -215,6 +256,7 @@ class EncodedSample:
     masks: np.ndarray | None = None
     mask_image: int | None = None
     layouts: list[dict[str, Any]] = field(default_factory=list)
+    reduced: int = 0
 
 
 @dataclass(frozen=True)
@@ -233,6 +275,7 @@ class _Conversation:
     target: str | None
     shown: list[_Shown] = field(default_factory=list)
     layouts: list[dict[str, Any]] = field(default_factory=list)
+    reduced: int = 0
 
 
 class Collator:
@@ -252,7 +295,15 @@ class Collator:
         on_error: ``"drop"``: leave a failed sample out (counted); ``"raise"``: raise
             its :class:`SampleError`.
         return_tensors: ``"pt"`` (default) or ``"np"``.
-        max_read_pixels: Pixel budget per image read (decompression bombs).
+        max_read_pixels: Pixel budget per image read (decompression bombs): the most
+            pixels decoded into memory at once. Images over it are read reduced (or
+            refused: ``large_images``).
+        large_images: ``"reduce"`` (default): read an image over ``max_read_pixels`` at the
+            size the model sees it, never decoded whole (see the module docstring);
+            ``"refuse"``: refuse it (``unreadable_image``).
+        max_scan_pixels: Most source pixels one reduced read may decode, in pieces (its
+            time: a decompression bomb is refused on its header); about 32,768 px a side
+            by default.
         image_cache: Keep this many decoded images (by path) for reuse: evaluation that
             asks many questions of one image (closed-set candidates, GSD sweeps) then
             decodes it once. 0 (default) keeps none, as training wants.
@@ -282,6 +333,8 @@ class Collator:
         image_cache: int = 0,
         read_masks: bool = False,
         pixel_format: Literal["float32", "uint8"] = "float32",
+        large_images: Literal["reduce", "refuse"] = "reduce",
+        max_scan_pixels: int = DEFAULT_MAX_SCAN_PIXELS,
     ) -> None:
         if mode not in ("train", "generate"):
             raise ValueError(f"mode={mode!r}: choose 'train' or 'generate'")
@@ -298,6 +351,13 @@ class Collator:
             raise ValueError(f"image_cache={image_cache}: must be >= 0 (0 disables it)")
         if pixel_format not in PIXEL_FORMATS:
             raise ValueError(f"pixel_format={pixel_format!r}: choose one of {PIXEL_FORMATS}")
+        if large_images not in LARGE_IMAGES:
+            raise ValueError(f"large_images={large_images!r}: choose one of {LARGE_IMAGES}")
+        if max_read_pixels < 1 or max_scan_pixels < 1:
+            raise ValueError(
+                f"max_read_pixels={max_read_pixels}, max_scan_pixels={max_scan_pixels}: "
+                "must be >= 1"
+            )
         # keep the processor, not the backbone: DataLoader workers need no model copy
         # images go through earthvlm's numpy image processor: pixel_values identical to
         # transformers' (tests/data/test_pixels.py), 1.6-3x faster (BENCHMARKS.md); a
@@ -313,6 +373,9 @@ class Collator:
         self.mode, self.padding_side, self.max_length = mode, padding_side, max_length
         self.on_error, self.return_tensors = on_error, return_tensors
         self.max_read_pixels = max_read_pixels
+        self.large_images, self.max_scan_pixels = large_images, max_scan_pixels
+        #: Image files this collator (this process) has read at reduced size.
+        self.reduced_reads = 0
         self.image_cache, self.read_masks = image_cache, read_masks
         self.pixel_format = pixel_format
         self._pixel_dtype = np.dtype(np.uint8 if pixel_format == "uint8" else np.float32)
@@ -376,7 +439,7 @@ class Collator:
         if self.image_cache and key in self._images:
             self._images.move_to_end(key)
             return self._images[key]  # type: ignore[return-value]
-        pixels = self._read_pixels(ref)
+        pixels, source_hw = self._read_pixels(ref)
         order, grouping, fill, scale = options
         if scale is None:
             if not (np.issubdtype(pixels.dtype, np.integer) and pixels.dtype.itemsize > 1):
@@ -394,7 +457,8 @@ class Collator:
             )  # fmt: skip
         except SensorInputError as e:
             raise SampleError("unsupported_image", f"{ref.path}: {e}") from None
-        out = ([Image.fromarray(f, mode="RGB") for f in frames.frames], frames.layout.to_dict())
+        images = [_mark_reduced(Image.fromarray(f, mode="RGB"), source_hw) for f in frames.frames]
+        out = (images, frames.layout.to_dict())
         if self.image_cache:
             self._images[key] = out  # type: ignore[assignment]
             if len(self._images) > self.image_cache:
@@ -422,7 +486,7 @@ class Collator:
         try:
             if sniff_driver(path) not in ("JPEG", "PNG"):
                 return None
-            with Image.open(path) as im:
+            with open_header(path) as im:  # no Pillow bomb check: the budget decides
                 bands = im.getbands()
             if bands != ("R", "G", "B"):
                 raise SampleError(
@@ -430,19 +494,46 @@ class Collator:
                     f"{ref.path}: {len(bands)} band(s) ({''.join(bands)}); the collator takes "
                     "3-band uint8 RGB optical images for now",
                 )
-            return decode_image(path, max_pixels=self.max_read_pixels)
+            reduce = self._target_size if self.large_images == "reduce" else None
+            image = decode_image(path, max_pixels=self.max_read_pixels, reduce_to=reduce,
+                                 max_scan_pixels=self.max_scan_pixels)  # fmt: skip
+        except ImageTooLargeError as e:
+            raise SampleError("image_too_large", str(e)) from None
+        except ValueError as e:  # the processor's size rule (aspect ratio over 200)
+            raise SampleError("unsupported_image", f"{ref.path}: {e}") from None
         except (RasterError, ImageDecodeError, OSError) as e:
             raise SampleError("unreadable_image", str(e)) from None
+        if SOURCE_SIZE_KEY in image.info:
+            self.reduced_reads += 1
+        return image
 
-    def _read_pixels(self, ref: ImageRef) -> np.ndarray:
+    def _target_size(self, height: int, width: int) -> tuple[int, int]:
+        """The ``(height, width)`` the image processor resizes a source of this size to."""
+        return cast(PixelProcessor, self.processor.image_processor).target_size(height, width)
+
+    def _read_pixels(self, ref: ImageRef) -> tuple[np.ndarray, tuple[int, int] | None]:
+        """The file's bands ``(b, h, w)``, and its ``(height, width)`` when it was read
+        reduced (to the processor's size: over the budget), else ``None``."""
         path = self._path(ref)
         try:
             with warnings.catch_warnings():  # plain PNG/JPEG chips have no georeferencing
                 warnings.simplefilter("ignore", NotGeoreferencedWarning)
                 with open_raster(path) as ds:
-                    return read_pixels(ds, max_pixels=self.max_read_pixels)
+                    source_hw = (ds.height, ds.width)
+                    small = source_hw[0] * source_hw[1] <= self.max_read_pixels
+                    if small or self.large_images == "refuse":
+                        return read_pixels(ds, max_pixels=self.max_read_pixels), None
+                    pixels = read_reduced(ds, self._target_size(*source_hw),
+                                          max_pixels=self.max_read_pixels,
+                                          max_scan_pixels=self.max_scan_pixels)  # fmt: skip
+        except RasterTooLargeError as e:
+            raise SampleError("image_too_large", str(e)) from None
         except RasterError as e:
             raise SampleError("unreadable_image", str(e)) from None
+        except ValueError as e:  # the processor's size rule (aspect ratio over 200)
+            raise SampleError("unsupported_image", f"{ref.path}: {e}") from None
+        self.reduced_reads += 1
+        return pixels, source_hw
 
     def _read_image(
         self, ref: ImageRef, sar: tuple[str | None, DbScale] | None = None
@@ -458,17 +549,18 @@ class Collator:
             )
         if ref.modality == "optical" and (image := self._read_plain_rgb(ref)) is not None:
             return image
-        pixels = self._read_pixels(ref)
+        pixels, source_hw = self._read_pixels(ref)
         if ref.modality == "sar":
             units, scale = sar or (None, DbScale())
-            return _sar_image(ref, pixels, units, scale)
+            return _mark_reduced(_sar_image(ref, pixels, units, scale), source_hw)
         if pixels.shape[0] != 3 or pixels.dtype != np.uint8:
             raise SampleError(
                 "unsupported_image",
                 f"{ref.path}: {pixels.shape[0]} band(s) of {pixels.dtype}; the collator takes "
                 "3-band uint8 RGB optical images for now",
             )
-        return Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), mode="RGB")
+        rgb = Image.fromarray(np.ascontiguousarray(pixels.transpose(1, 2, 0)), mode="RGB")
+        return _mark_reduced(rgb, source_hw)
 
     def _check_text(self, rec: Record) -> None:
         for m in rec.messages:
@@ -507,17 +599,41 @@ class Collator:
                     else:
                         frames = [self.load_image(ref, rec.meta)]
                     for read in frames:
+                        source = read.info.get(SOURCE_SIZE_KEY)  # (w, h): read reduced
                         try:  # a random resize (earthvlm.data.augment) is applied here
-                            image = apply_resize(read, rec, p.index)
+                            if source is None:
+                                image = apply_resize(read, rec, p.index)
+                            else:
+                                image = self._resize_reduced(read, rec, p.index, source)
                         except RecordError as e:
                             raise SampleError("stale_resize", str(e)) from None
                         parts.append({"type": "image", "image": image})
-                        out.shown.append(_Shown(p.index, ref, (read.height, read.width),
+                        w, h = source or read.size  # the file's size (masks are checked on it)
+                        out.shown.append(_Shown(p.index, ref, (h, w),
                                                 (image.height, image.width)))  # fmt: skip
+                        out.reduced += source is not None
                 else:
                     parts.append({"type": "text", "text": p.text})
             out.messages.append({"role": m.role, "content": parts})
         return out
+
+    def _resize_reduced(
+        self, read: Image.Image, rec: Record, index: int, source_wh: tuple[int, int]
+    ) -> Image.Image:
+        """:func:`~earthvlm.data.augment.apply_resize` for an image read reduced (already at
+        the processor's size for its file): resized to the processor's size for the
+        instruction's size, so the model sees what it would see after a full decode."""
+        entry = resize_instruction(rec, index)
+        if entry is None:
+            return read
+        source, target = tuple(entry["source_wh"]), tuple(entry["wh"])
+        if source != tuple(source_wh):
+            raise RecordError(
+                f"record {rec.id}: image {index} is {source_wh[0]}x{source_wh[1]} px but its "
+                f"resize instruction was made for {source[0]}x{source[1]}; re-augment the record"
+            )
+        th, tw = self._target_size(target[1], target[0])
+        return read if read.size == (tw, th) else read.resize((tw, th), BICUBIC)
 
     def encode(self, rec: Record) -> tuple[dict[str, np.ndarray], list[GSD], str | None]:
         """One record as unpadded arrays (sequence keys 1-D), its GSDs and its target.
@@ -603,6 +719,7 @@ class Collator:
             masks=masks,
             mask_image=mask_image,
             layouts=conv.layouts,
+            reduced=conv.reduced,
         )
 
     def _encode_text(self, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -748,6 +865,7 @@ class Collator:
             masks=[s.masks for s in samples],
             mask_images=mask_images,
             layouts=[s.layouts for s in samples],
+            reduced_images=[s.reduced for s in samples],
         )
 
     def _pad(self, samples: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -893,6 +1011,13 @@ def _sar_image(ref: ImageRef, pixels: np.ndarray, units: str | None, scale: DbSc
     return Image.fromarray(frames.frames[0], mode="RGB")
 
 
+def _mark_reduced(image: Image.Image, source_hw: tuple[int, int] | None) -> Image.Image:
+    """``image``, marked as read reduced from a ``source_hw`` file when that is given."""
+    if source_hw is not None:
+        image.info[SOURCE_SIZE_KEY] = (source_hw[1], source_hw[0])
+    return image
+
+
 def _resize_mask(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
     """A bool mask at ``size_hw``: area average, then at least half covered (a pixel
     keeps its class when most of it is the object; nearest would drop thin objects
@@ -925,6 +1050,7 @@ def _decode_rle(rle: Mapping[str, Any], max_pixels: int) -> np.ndarray:
 
 __all__ = [
     "IGNORE_INDEX",
+    "LARGE_IMAGES",
     "PIXEL_FORMATS",
     "READ_MODALITIES",
     "BackboneLike",

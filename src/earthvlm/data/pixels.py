@@ -10,7 +10,10 @@ both share). The steps and where they match it:
    composited onto white, every other mode through ``Image.convert("RGB")``); arrays are
    ``(H, W)`` or channels-last ``(H, W, 1|3|4)`` uint8, converted with the processor's
    arithmetic. Files are decoded with PIL (EXIF orientation applied, as transformers'
-   ``load_image`` does) after a pixel-budget check on the header.
+   ``load_image`` does) after a pixel-budget check on the header. A file over the
+   budget is refused, or, when the caller says what size it will be seen at
+   (``reduce_to``), read at about that size without ever being decoded whole
+   (:func:`decode_reduced`: JPEG by libjpeg's DCT scaling, PNG in row strips).
 2. *Resize*: to :func:`~earthvlm.data.resolution.smart_resize`'s size with PIL's
    bicubic filter on the 8-bit image, the processor's own call (skipped when the size
    does not change, where PIL would return a copy).
@@ -43,18 +46,28 @@ NumPy and PIL only: the data layer imports no torch and no transformers.
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, JpegImagePlugin, PngImagePlugin
+from rasterio.errors import NotGeoreferencedWarning
+from rasterio.windows import Window
 
 from earthvlm.data.resolution import smart_resize
-from earthvlm.errors import EarthVLMError
-from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS
+from earthvlm.errors import EarthVLMError, RasterError
+from earthvlm.geo.raster import (
+    DEFAULT_MAX_READ_PIXELS,
+    DEFAULT_MAX_SCAN_PIXELS,
+    open_raster,
+    read_pixels,
+)
 
 #: ``PIL.Image.Resampling.BICUBIC``: the filter of the Qwen-VL image processors.
 BICUBIC = int(Image.Resampling.BICUBIC)
@@ -63,11 +76,24 @@ _BLOCK_BYTES = 1 << 20
 #: Call options of a transformers image processor that change nothing here.
 _NEUTRAL_KWARGS = {"return_tensors", "device"}
 
+#: ``Image.info`` key of an image read at reduced size: the ``(width, height)`` of the file
+#: it was read from (upright, EXIF orientation applied).
+SOURCE_SIZE_KEY = "earthvlm_source_size"
+#: Bytes of full-resolution rows one strip of a reduced PNG read holds.
+_STRIP_BYTES = 8 << 20
+
 ImageLike = Image.Image | np.ndarray | str | os.PathLike
+#: ``(height, width)`` of an upright source -> the ``(height, width)`` it will be seen at
+#: (e.g. :meth:`PixelProcessor.target_size`).
+SizeRule = Callable[[int, int], tuple[int, int]]
 
 
 class ImageDecodeError(EarthVLMError):
     """An image file cannot be decoded, or is larger than the pixel budget."""
+
+
+class ImageTooLargeError(ImageDecodeError):
+    """An image file is too large to be read within the budgets, even at reduced size."""
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
@@ -134,7 +160,13 @@ def normalised_table(
     return (t[None, :] - mean[:, None]) / std[:, None]
 
 
-def decode_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_READ_PIXELS):
+def decode_image(
+    path: str | os.PathLike,
+    *,
+    max_pixels: int = DEFAULT_MAX_READ_PIXELS,
+    reduce_to: SizeRule | None = None,
+    max_scan_pixels: int = DEFAULT_MAX_SCAN_PIXELS,
+) -> Image.Image:
     """Decode an image file with PIL as an RGB image (EXIF orientation applied).
 
     As transformers' ``load_image`` for a path, except for transparency, which is
@@ -144,11 +176,23 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_READ_
     Args:
         path: The image file (JPEG, PNG, ...).
         max_pixels: Refuse images with more pixels (read from the header, before
-            decoding: decompression bombs).
+            decoding: decompression bombs), unless ``reduce_to`` is given.
+        reduce_to: The size rule of the image's consumer (e.g.
+            :meth:`PixelProcessor.target_size`): a file over ``max_pixels`` is then read
+            at exactly that size by :func:`decode_reduced` instead of being refused. Files
+            within the budget are decoded as without it, pixel for pixel.
+        max_scan_pixels: With ``reduce_to``: most pixels a reduced read may go through.
 
     Raises:
-        ImageDecodeError: If the file cannot be decoded or is over the budget.
+        ImageDecodeError: If the file cannot be decoded or is over the budget
+            (:class:`ImageTooLargeError` when over a budget of the reduced read).
     """
+    if reduce_to is not None:
+        with open_header(path) as im:
+            w, h = im.size
+        if w * h > max_pixels:
+            return decode_reduced(path, reduce_to, max_pixels=max_pixels,
+                                  max_scan_pixels=max_scan_pixels)  # fmt: skip
     try:
         with Image.open(path) as im:
             w, h = im.size
@@ -163,6 +207,213 @@ def decode_image(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_READ_
             return to_rgb(im)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ImageDecodeError(f"{path}: cannot decode ({e})") from None
+
+
+def open_header(path: str | os.PathLike) -> Image.Image:
+    """A file's PIL image, opened (header read) but not decoded; use it as a context manager.
+
+    JPEG and PNG files are opened by their plugin without Pillow's decompression-bomb
+    check (which raises on legitimate large scenes before anything is decoded): their
+    pixel count is the caller's to check. Other formats go through ``Image.open``.
+
+    Raises:
+        ImageDecodeError: If the file cannot be opened as an image.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        if head.startswith(b"\xff\xd8\xff"):
+            return JpegImagePlugin.JpegImageFile(os.fspath(path))
+        if head.startswith(b"\x89PNG\r\n\x1a\n"):
+            return PngImagePlugin.PngImageFile(os.fspath(path))
+        return Image.open(path)
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        IndexError,
+        TypeError,
+        Image.DecompressionBombError,
+    ) as e:
+        raise ImageDecodeError(f"{path}: cannot decode ({e})") from None
+
+
+def decode_reduced(
+    path: str | os.PathLike,
+    reduce_to: SizeRule,
+    *,
+    max_pixels: int = DEFAULT_MAX_READ_PIXELS,
+    max_scan_pixels: int = DEFAULT_MAX_SCAN_PIXELS,
+) -> Image.Image:
+    """An image file read as an RGB image of exactly ``reduce_to(height, width)``, never
+    decoded at full size.
+
+    The file is decoded at a size reduced by an integer factor while it is read, still
+    at least the target size, then resized to the target with PIL's bicubic filter (the
+    image processor's): that target then passes through the processor unresized. ``height``
+    and ``width`` are the upright source's (EXIF orientation applied, as
+    :func:`decode_image` does); the result's ``info[SOURCE_SIZE_KEY]`` keeps them as
+    ``(width, height)``.
+
+    * JPEG: libjpeg's DCT scaling (PIL's ``draft``), 1/2, 1/4 or 1/8 per side: only the
+      reduced image is held. Progressive JPEGs are refused: libjpeg buffers the whole
+      image's coefficients for them, as much memory as a full decode.
+    * PNG (8-bit grey, grey + alpha, RGB, RGBA, not interlaced): read in strips of full
+      rows (through GDAL's PNG driver, :func:`~earthvlm.geo.raster.open_raster`), each
+      composited onto white and box-averaged by the integer factor. Interlaced PNGs
+      cannot be read in strips and are refused, as are palette, 16-bit and
+      colour-keyed PNGs.
+    * Other formats are refused: convert them to a tiled GeoTIFF with overviews
+      (``gdal_translate -of COG``).
+
+    Every pixel is still decoded once (in pieces), so a file over ``max_scan_pixels`` is
+    refused before anything is decoded: a decompression bomb costs a header read.
+
+    Args:
+        path: The image file.
+        reduce_to: Upright ``(height, width)`` -> the output ``(height, width)``.
+        max_pixels: Most pixels held at once: the reduced decode must fit.
+        max_scan_pixels: Most source pixels decoded (in pieces).
+
+    Raises:
+        ImageTooLargeError: If the file is over a budget or cannot be read reduced (the
+            message says why and what to do).
+        ImageDecodeError: If the file cannot be decoded.
+    """
+    with open_header(path) as im:
+        w, h = im.size
+        orientation = _orientation(im)
+        upright = (w, h) if orientation in (5, 6, 7, 8) else (h, w)  # (height, width)
+        if w * h > max_scan_pixels:
+            raise ImageTooLargeError(
+                f"{path}: {w} x {h} = {w * h:,} px is over max_scan_pixels={max_scan_pixels:,} "
+                "(the most pixels a reduced read may decode); convert it to a tiled GeoTIFF "
+                "with overviews (gdal_translate -of COG), or raise max_scan_pixels if trusted"
+            )
+        th, tw = (int(v) for v in reduce_to(*upright))
+        file_wh = (th, tw) if orientation in (5, 6, 7, 8) else (tw, th)  # as stored
+        if im.format == "JPEG":
+            reduced = _jpeg_reduced(path, im, file_wh, max_pixels)
+        elif im.format == "PNG":
+            reduced = _png_reduced(path, im, file_wh, max_pixels)
+        else:
+            raise ImageTooLargeError(
+                f"{path}: a {w} x {h} px {im.format} is over the budget of {max_pixels:,} px "
+                "and cannot be decoded at a reduced size; convert it to a tiled GeoTIFF "
+                "with overviews (gdal_translate -of COG)"
+            )
+    if orientation in _TRANSPOSE:  # what ImageOps.exif_transpose does
+        reduced = reduced.transpose(_TRANSPOSE[orientation])
+    if reduced.size != (tw, th):
+        reduced = reduced.resize((tw, th), resample=BICUBIC)
+    reduced.info[SOURCE_SIZE_KEY] = (upright[1], upright[0])
+    return reduced
+
+
+#: EXIF orientation -> the transpose that makes the image upright (``ImageOps.exif_transpose``'s).
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(im: Image.Image) -> int:
+    """The EXIF (or XMP) orientation from the header. ``Image.getexif`` of the base class:
+    ``PngImageFile.getexif`` decodes the whole image to look for a late ``eXIf`` chunk."""
+    try:
+        return int(Image.Image.getexif(im).get(0x0112, 1))
+    except (OSError, ValueError, SyntaxError, TypeError):
+        return 1
+
+
+def _jpeg_reduced(
+    path: str | os.PathLike, im: Image.Image, file_wh: tuple[int, int], max_pixels: int
+) -> Image.Image:
+    """A JPEG decoded by libjpeg at 1/1-1/8 scale, at least ``file_wh``, as RGB."""
+    if im.info.get("progressive") or im.info.get("progression"):
+        raise ImageTooLargeError(
+            f"{path}: a progressive {im.size[0]} x {im.size[1]} px JPEG is over the budget "
+            f"of {max_pixels:,} px; libjpeg holds a progressive image's whole coefficients "
+            "to decode it at any scale. Re-encode it as baseline JPEG or as a COG"
+        )
+    try:
+        im.draft(None, file_wh)  # the largest DCT scaling that keeps >= file_wh
+        rw, rh = im.size
+        if rw * rh > max_pixels:
+            raise ImageTooLargeError(
+                f"{path}: even at 1/8 scale the JPEG is {rw} x {rh} = {rw * rh:,} px, over "
+                f"the budget of {max_pixels:,} px; convert it to a COG "
+                "(gdal_translate -of COG) or raise the budget"
+            )
+        im.load()
+        rgb = to_rgb(im)
+        return rgb.copy() if rgb is im else rgb
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageDecodeError(f"{path}: cannot decode ({e})") from None
+
+
+def _png_reduced(
+    path: str | os.PathLike, im: Image.Image, file_wh: tuple[int, int], max_pixels: int
+) -> Image.Image:
+    """A PNG read in strips of full rows, each composited onto white and box-averaged by
+    the largest integer factor that keeps at least ``file_wh``, as RGB."""
+    w, h = im.size
+    problem = None
+    if im.info.get("interlace"):
+        problem = "is interlaced (Adam7), which cannot be read in strips"
+    elif im.mode not in ("L", "LA", "RGB", "RGBA"):
+        problem = f"has mode {im.mode} (palette or 16-bit)"
+    elif im.info.get("transparency") is not None:
+        problem = "has a transparency colour key"
+    if problem is not None:
+        raise ImageTooLargeError(
+            f"{path}: a {w} x {h} px PNG over the budget of {max_pixels:,} px is read reduced "
+            f"in strips of 8-bit grey/RGB(A) rows, and this one {problem}; re-save it "
+            "(non-interlaced 8-bit RGB) or convert it to a COG (gdal_translate -of COG)"
+        )
+    d = max(1, min(w // file_wh[0], h // file_wh[1]))  # integer reduction factor
+    rw, rh = math.ceil(w / d), math.ceil(h / d)
+    if rw * rh > max_pixels:
+        raise ImageTooLargeError(
+            f"{path}: reduced by {d} the PNG is still {rw} x {rh} = {rw * rh:,} px, over the "
+            f"budget of {max_pixels:,} px; raise the budget or convert it to a COG"
+        )
+    out = np.empty((rh, rw, 3), dtype=np.uint8)
+    try:
+        with ExitStack() as stack:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NotGeoreferencedWarning)  # PNGs have none
+                ds = stack.enter_context(open_raster(path))
+            if ds.dtypes[0] != "uint8" or ds.count not in (1, 2, 3, 4):
+                raise ImageTooLargeError(
+                    f"{path}: a {w} x {h} px PNG over the budget of {max_pixels:,} px is read "
+                    f"reduced in strips of 8-bit rows, and this one has {ds.count} band(s) of "
+                    f"{ds.dtypes[0]}; re-save it as 8-bit RGB or convert it to a COG"
+                )
+            # full rows, a multiple of d, within the strip size and the budget
+            rows = min(_STRIP_BYTES // (w * ds.count), max_pixels // w) // d * d
+            if rows < 1:
+                raise ImageTooLargeError(
+                    f"{path}: {d} rows of {w} px (one strip of the reduced read) are over the "
+                    f"budget of {max_pixels:,} px; raise the budget or convert it to a COG"
+                )
+            for y in range(0, h, rows):
+                n = min(rows, h - y)
+                strip = read_pixels(ds, window=Window(0, y, w, n), max_pixels=max_pixels)
+                hwc = strip.transpose(1, 2, 0)
+                if ds.count == 2:  # grey + alpha -> grey as RGB + alpha
+                    hwc = hwc[:, :, [0, 0, 0, 1]]
+                rgb = Image.fromarray(np.ascontiguousarray(array_to_rgb(hwc)))
+                part = rgb.reduce(d) if d > 1 else rgb
+                out[y // d : y // d + part.height] = np.asarray(part)
+    except RasterError as e:
+        raise ImageDecodeError(f"{path}: cannot decode ({e})") from None
+    return Image.fromarray(out)
 
 
 @dataclass(frozen=True)
@@ -489,11 +740,16 @@ def _flatten(images: Any) -> list[Any]:
 
 __all__ = [
     "BICUBIC",
+    "SOURCE_SIZE_KEY",
     "ImageDecodeError",
+    "ImageTooLargeError",
     "PixelPlan",
     "PixelProcessor",
+    "SizeRule",
     "array_to_rgb",
     "decode_image",
+    "decode_reduced",
     "normalised_table",
+    "open_header",
     "to_rgb",
 ]

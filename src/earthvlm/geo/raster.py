@@ -14,20 +14,28 @@ able to do that (see the project's notes on untrusted inputs). So :func:`open_ra
 Corrupt tiled GeoTIFFs often open fine and fail only when a tile is read: the header
 (and hence the georeferencing) stays usable, while :func:`read_pixels` raises a
 :class:`~earthvlm.errors.RasterError` naming the file.
+
+A raster larger than a full-decode budget is read at a reduced size by
+:func:`read_reduced`: from the coarsest internal overview still at least as fine as the
+output (GDAL resampling block by block), so the full-resolution raster is never held in
+memory; without a coarse enough overview every source pixel is decoded once, block by
+block, which :data:`DEFAULT_MAX_SCAN_PIXELS` bounds.
 """
 
 from __future__ import annotations
 
 import re
+import warnings
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 import rasterio
 import rasterio.enums
-from rasterio.errors import RasterioError
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError
 from rasterio.windows import Window
 
 from earthvlm.errors import RasterError
@@ -40,6 +48,9 @@ MAX_SIDE_PX = 1 << 20
 MAX_BANDS = 1024
 #: Default pixel budget for a full (non-windowed) decode: the Pillow bomb threshold.
 DEFAULT_MAX_READ_PIXELS = 89_478_485
+#: Default most source pixels one reduced read may decode (about 32,768 px a side): its
+#: memory stays that of the output (and GDAL's block cache), but its time grows with them.
+DEFAULT_MAX_SCAN_PIXELS = 1 << 30
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 # GDAL driver-prefixed connection strings ("GTIFF_DIR:1:...", "NETCDF:...", "HDF5:...")
@@ -227,6 +238,94 @@ def read_pixels(
             f"{ds.name}: pixel data cannot be read ({e}{cause}); the file is corrupt or "
             "truncated — re-download or re-export it."
         ) from None
+
+
+class RasterTooLargeError(RasterError):
+    """A raster cannot be read within the budgets even at a reduced size."""
+
+
+def read_reduced(
+    ds: rasterio.io.DatasetReader,
+    out_hw: tuple[int, int],
+    *,
+    bands: list[int] | None = None,
+    resampling: Resampling = Resampling.average,
+    max_pixels: int = DEFAULT_MAX_READ_PIXELS,
+    max_scan_pixels: int = DEFAULT_MAX_SCAN_PIXELS,
+) -> np.ndarray:
+    """The whole raster resampled to ``out_hw``: ``(bands, height, width)``, never decoded
+    whole into memory.
+
+    The read goes to the coarsest level (full resolution or an internal overview) that is
+    still at least as fine as ``out_hw``, and GDAL resamples it to ``out_hw`` block by
+    block (``resampling``; average by default), so memory is the output plus GDAL's block
+    cache (``GDAL_CACHEMAX``), whatever the raster's size. With an overview that coarse
+    only the overview is decoded; without one every full-resolution pixel is decoded once.
+
+    Args:
+        ds: An open dataset (from :func:`open_raster`).
+        out_hw: The output ``(height, width)``.
+        bands: 1-based band indexes; all bands when ``None``.
+        resampling: GDAL's resampling (``nearest`` for palette or class rasters).
+        max_pixels: Most pixels per band of the output, and of one block of the level
+            read (a block is decoded whole: a GeoTIFF of one compressed strip is refused).
+        max_scan_pixels: Most pixels of the level read (its time): above, build overviews
+            (``gdaladdo -r average``).
+
+    Raises:
+        RasterTooLargeError: If a budget would be exceeded (the message names the file,
+            the sizes and what to do).
+        RasterError: If the data cannot be decoded (corrupt or truncated file).
+        ValueError: If ``out_hw`` is not two positive sides.
+    """
+    oh, ow = (int(v) for v in out_hw)
+    if oh < 1 or ow < 1:
+        raise ValueError(f"out_hw={tuple(out_hw)}: both sides must be >= 1")
+    if oh * ow > max_pixels:
+        raise RasterTooLargeError(
+            f"{ds.name}: a reduced read of {ow} x {oh} px is over the budget of {max_pixels:,} px"
+        )
+    need = min(ds.width / ow, ds.height / oh)  # the output's decimation of the source
+    factors = sorted(set(ds.overviews(1)))
+    factor = max((f for f in (1, *factors) if f <= need), default=1)
+    idx = bands or list(range(1, ds.count + 1))
+    with ExitStack() as stack:
+        level = ds
+        if factor != 1:
+            try:
+                with warnings.catch_warnings():  # as the caller opened the file
+                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
+                    k = factors.index(factor)
+                    level = stack.enter_context(
+                        rasterio.open(ds.name, driver=ds.driver, overview_level=k)
+                    )
+            except RasterioError as e:
+                raise RasterError(f"{ds.name}: overview {factor}x cannot be opened ({e})") from None
+        n = level.width * level.height
+        where = "full resolution" if factor == 1 else f"overview {factor}x"
+        if n > max_scan_pixels:
+            raise RasterTooLargeError(
+                f"{ds.name}: a reduced read ({ow} x {oh} px) would decode {level.width} x "
+                f"{level.height} = {n:,} px ({where}), over max_scan_pixels="
+                f"{max_scan_pixels:,}; build overviews (gdaladdo -r average) or convert it "
+                "to a COG (gdal_translate -of COG)"
+            )
+        bh, bw = level.block_shapes[0]
+        if bh * bw > max_pixels:
+            raise RasterTooLargeError(
+                f"{ds.name}: blocks of {bw} x {bh} px ({where}) are over the budget of "
+                f"{max_pixels:,} px, and a block is decoded whole; re-tile it "
+                "(gdal_translate -co TILED=YES)"
+            )
+        try:
+            if (level.height, level.width) == (oh, ow):
+                return level.read(idx)
+            return level.read(idx, out_shape=(len(idx), oh, ow), resampling=resampling)
+        except RasterioError as e:
+            raise RasterError(
+                f"{ds.name}: pixel data cannot be read ({e}); the file is corrupt or "
+                "truncated — re-download or re-export it."
+            ) from None
 
 
 def write_geotiff(

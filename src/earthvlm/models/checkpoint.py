@@ -44,6 +44,11 @@ _META_KEYS = {
 def save_backbone(backbone: Backbone, directory: str | Path, *, overwrite: bool = False) -> Path:
     """Save model (safetensors), processor and provenance to ``directory``.
 
+    The folder loads without earthvlm too: ``transformers.AutoProcessor.from_pretrained(
+    directory, trust_remote_code=True)`` gives the image-only processor (its code is saved
+    as ``processing_earthvlm.py``; see :mod:`earthvlm.models.processor`), and
+    ``pipeline("image-text-to-text", model=directory, trust_remote_code=True)`` runs.
+
     Everything is written into a temporary folder beside ``directory`` that is renamed
     into place at the end, with ``earthvlm_backbone.json`` (family, size, seed, versions)
     written last, so a folder with that file is complete.
@@ -194,6 +199,8 @@ def load_backbone(
         kwargs["device_map"] = device_map
     try:
         model = MODEL_CLASSES[family].from_pretrained(path, **kwargs)
+        # earthvlm's own class, whatever processor_config.json names: our subclass in
+        # folders saved before it named the stock class, the stock class since and on the hub.
         processor = PROCESSOR_CLASSES[family].from_pretrained(path, local_files_only=True)
     except (OSError, ValueError, KeyError) as e:
         raise EarthVLMError(f"{path}: cannot load the {family} checkpoint: {e}") from e

@@ -4,7 +4,10 @@ A CS-HLoRA or MoE-LoRA adapter is a function of the GSD; at one fixed GSD it is 
 low-rank update, which :func:`earthvlm.adapters.merge.merge_at_gsd` folds into the base
 weights (ScaleEarth Eq. 1 with the gate evaluated at ``s = log10 g``). A peft LoRA merges
 as peft merges it. The result is the stock transformers model and processor: the folder
-loads with ``AutoModelForImageTextToText`` and ``AutoProcessor`` without earthvlm.
+loads with ``AutoModelForImageTextToText`` and ``AutoProcessor`` without earthvlm (the
+processor config names the stock class; where torchvision is absent, which the stock
+Qwen-VL processors need, ``trust_remote_code=True`` loads the image-only class saved
+beside it: :mod:`earthvlm.models.processor`).
 
 What a merged export loses, and why it is refused or recorded:
 

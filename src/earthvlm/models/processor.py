@@ -6,6 +6,23 @@ needs torchvision. The subclasses here drop ``video_processor`` from ``__init__`
 ``ProcessorMixin`` derives its sub-processors from that signature, they save, load and
 process images exactly as the parent classes do.
 
+Saved folders load with stock transformers, without earthvlm. ``AutoProcessor`` resolves
+the ``processor_class`` of ``processor_config.json`` by name among transformers' own classes
+and, failing that, quietly returns the bare tokenizer; our subclass names made it do just
+that (and ``pipeline("image-text-to-text")`` refuse the folder).
+``save_pretrained`` therefore writes the stock class name, the video processor config that
+the stock class needs where torchvision is installed, and an ``auto_map`` to
+``processing_earthvlm.py``, a copy of these two classes that needs only transformers:
+
+* ``AutoProcessor.from_pretrained(folder, trust_remote_code=True)`` (and ``pipeline(...,
+  trust_remote_code=True)``) builds that image-only class, with or without torchvision;
+* without ``trust_remote_code`` it builds the stock class, which needs torchvision (the
+  video processor); without torchvision it raises an ImportError saying so.
+
+Without torchvision the stock classes cannot be built at all: ``ProcessorMixin`` checks the
+video processor against ``VideoProcessorMixin``, which transformers exports only with
+torchvision, so ``trust_remote_code=True`` is the only stock route there.
+
 Chat templates are the official Qwen ones that TRL ships (``trl/chat_templates/``), read
 from the installed package at run time and never copied here: TRL recognises a template
 by exact string (tool-call parsing, swapping in the ``_training`` variant with
@@ -15,6 +32,8 @@ by exact string (tool-call parsing, swapping in the ``_training`` variant with
 from __future__ import annotations
 
 import importlib.util
+import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -33,15 +52,110 @@ MERGE_SIZE = 2
 TEMPORAL_PATCH_SIZE = 2
 
 
+#: The module saved beside ``processor_config.json`` (its ``auto_map`` points into it).
+HUB_MODULE = "processing_earthvlm"
+
+#: Its text: the image-only classes below without the saving logic; only transformers.
+HUB_MODULE_SOURCE = '''"""Image-only Qwen-VL processors (no video processor, hence no torchvision).
+
+Written by earthvlm beside its checkpoints and needing only transformers: load with
+``AutoProcessor.from_pretrained(folder, trust_remote_code=True)`` or
+``pipeline("image-text-to-text", model=folder, trust_remote_code=True)``. The stock
+``Qwen3VLProcessor`` / ``Qwen2_5_VLProcessor`` need a video processor, which needs torchvision.
+"""
+
+from transformers import Qwen2_5_VLProcessor, Qwen3VLProcessor
+
+
 class EarthQwen3VLProcessor(Qwen3VLProcessor):
-    """``Qwen3VLProcessor`` for images and text only (no video processor, no torchvision)."""
+    """``Qwen3VLProcessor`` for images and text only."""
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
 
 
 class EarthQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
+    """``Qwen2_5_VLProcessor`` for images and text only."""
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+'''
+
+#: The stock processor and video processor classes of each family, as transformers names them.
+STOCK_PROCESSOR_NAMES = {"qwen3_vl": "Qwen3VLProcessor", "qwen2_5_vl": "Qwen2_5_VLProcessor"}
+STOCK_VIDEO_PROCESSOR_NAMES = {
+    "qwen3_vl": "Qwen3VLVideoProcessor",
+    "qwen2_5_vl": "Qwen2VLVideoProcessor",
+}
+
+
+class _SavesForStockTransformers:
+    """Saving that stock transformers can load (see the module docstring)."""
+
+    _family: str
+
+    def to_dict(self) -> dict[str, Any]:
+        out = super().to_dict()
+        ip = self.image_processor
+        out["processor_class"] = STOCK_PROCESSOR_NAMES[self._family]
+        out["auto_map"] = {
+            "AutoProcessor": f"{HUB_MODULE}.{PROCESSOR_CLASSES[self._family].__name__}"
+        }
+        # What the stock class builds its video processor from where torchvision is
+        # installed: the vision tower's patching and normalisation; frame sampling and the
+        # video pixel budget stay at the stock defaults. earthvlm never reads it.
+        out["video_processor"] = {
+            "video_processor_type": STOCK_VIDEO_PROCESSOR_NAMES[self._family],
+            "patch_size": ip.patch_size,
+            "merge_size": ip.merge_size,
+            "temporal_patch_size": ip.temporal_patch_size,
+            "image_mean": list(ip.image_mean),
+            "image_std": list(ip.image_std),
+        }
+        return out
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """``ProcessorMixin.save_pretrained``, plus ``processing_earthvlm.py`` and the stock
+        class name in ``tokenizer_config.json`` too.
+
+        Raises:
+            ValueError: ``push_to_hub=True``; use ``processor.push_to_hub(repo_id)``, which
+                saves through this method.
+        """
+        if push_to_hub:
+            raise ValueError(
+                f"{type(self).__name__}.save_pretrained(push_to_hub=True) is not supported: "
+                "call processor.push_to_hub(repo_id), which saves through save_pretrained"
+            )
+        files = super().save_pretrained(save_directory, **kwargs)
+        stock = STOCK_PROCESSOR_NAMES[self._family]
+        self.tokenizer._set_processor_class(stock)  # ProcessorMixin set our subclass name
+        tokenizer_config = Path(save_directory) / "tokenizer_config.json"
+        if tokenizer_config.is_file():
+            config = json.loads(tokenizer_config.read_text(encoding="utf-8"))
+            config["processor_class"] = stock
+            tokenizer_config.write_text(
+                json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                encoding="utf-8",
+            )
+        module = Path(save_directory) / f"{HUB_MODULE}.py"
+        module.write_text(HUB_MODULE_SOURCE, encoding="utf-8")
+        return [*files, os.fspath(module)]
+
+
+class EarthQwen3VLProcessor(_SavesForStockTransformers, Qwen3VLProcessor):
+    """``Qwen3VLProcessor`` for images and text only (no video processor, no torchvision)."""
+
+    _family = "qwen3_vl"
+
+    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
+        super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
+
+
+class EarthQwen2_5_VLProcessor(_SavesForStockTransformers, Qwen2_5_VLProcessor):
     """``Qwen2_5_VLProcessor`` for images and text only (no video processor, no torchvision)."""
+
+    _family = "qwen2_5_vl"
 
     def __init__(self, image_processor=None, tokenizer=None, chat_template=None, **kwargs):
         super().__init__(image_processor, tokenizer, None, chat_template=chat_template, **kwargs)
