@@ -48,8 +48,23 @@ LAYERS: dict[str, set[str]] = {
         "scale",
         "geo",
     },
-    # diagnostics, metrics and benchmarks: beside train, above the model parts
+    # diagnostics, metrics and benchmarks: beside train (neither imports the other),
+    # above the model parts
     "eval": {
+        "eval",
+        "models",
+        "adapters",
+        "fusion",
+        "uhr",
+        "teacher",
+        "data",
+        "synth",
+        "scale",
+        "geo",
+    },
+    # whole experiments: generate data, train and evaluate; nothing below imports them
+    "experiments": {
+        "experiments",
         "eval",
         "train",
         "models",
@@ -64,6 +79,7 @@ LAYERS: dict[str, set[str]] = {
     },
     "cli": {
         "cli",
+        "experiments",
         "eval",
         "train",
         "models",
@@ -245,3 +261,89 @@ def test_checker_reports_upward_and_heavy_imports(module: str, source: str, frag
 )
 def test_checker_accepts_downward_imports(module: str, source: str) -> None:
     assert violations(module, source) == []
+
+
+# -- import circles ----------------------------------------------------------------------
+
+#: Circles kept on purpose, each only through imports inside functions (never at module
+#: level, so import order cannot break), with the reason.
+ALLOWED_CIRCLES = {
+    # EarthVLM.build / EarthVLM.load are the class's front door to the builder and the
+    # loader, which construct EarthVLM (as transformers' from_pretrained does)
+    frozenset({"earthvlm.models.earthvlm", "earthvlm.models.assemble", "earthvlm.models.saved"}),
+    # the MCQ generator reads the package's generator registry, built from its modules
+    frozenset({"earthvlm.synth.questions", "earthvlm.synth.questions.mcq"}),
+}
+
+
+def _import_graph(*, module_level: bool) -> dict[str, set[str]]:
+    """``module -> earthvlm modules it imports`` (at module level only, or anywhere)."""
+    modules = {_module_name(p): p for p in SRC.rglob("*.py")}
+
+    def resolve(name: str) -> str | None:
+        while name and name not in modules:
+            name = name.rpartition(".")[0]
+        return name or None
+
+    graph: dict[str, set[str]] = {}
+    for name, path in modules.items():
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in tree.body if module_level else ast.walk(tree):
+            targets: list[str] = []
+            if isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package
+                    for _ in range(node.level - 1):
+                        up = up.rpartition(".")[0]
+                    base = f"{up}.{base}" if base else up
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                           for a in node.names]  # fmt: skip
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            for t in targets:
+                found = resolve(t) if t.startswith("earthvlm") else None
+                if found and found != name:
+                    edges.add(found)
+        graph[name] = edges
+    return graph
+
+
+def _circles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[frozenset[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = set()
+            while True:
+                w = stack.pop()
+                comp.add(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(frozenset(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_circles() -> None:
+    assert _circles(_import_graph(module_level=True)) == []
+    found = set(_circles(_import_graph(module_level=False)))
+    assert found <= ALLOWED_CIRCLES, f"new import circles: {found - ALLOWED_CIRCLES}"

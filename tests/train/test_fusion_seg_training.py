@@ -18,11 +18,11 @@ from earthvlm.data.collate import Collator
 from earthvlm.data.jsonl import read_records
 from earthvlm.errors import EarthVLMError
 from earthvlm.eval.choice import ChoiceScorer
-from earthvlm.eval.fusion_exp.data import WorldConfig, write_world
 from earthvlm.models import EarthVLM
 from earthvlm.models.fusion import EarthFusion
 from earthvlm.models.saved import MODULES_FILE
 from earthvlm.models.seg import EarthSeg, SegOutput
+from earthvlm.synth.fusion_world import WorldConfig, write_world
 from earthvlm.train.config import TrainConfig, apply_overrides, config_from_dict
 from earthvlm.train.params import param_groups
 from earthvlm.train.sft import model_inputs, train

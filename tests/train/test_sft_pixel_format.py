@@ -49,7 +49,7 @@ def test_a_bad_pixel_format_names_the_field(tiny_config: Make) -> None:
 
 
 def test_a_fused_segmentation_run_trains_the_same_on_packed_pixels(tmp_path) -> None:
-    from earthvlm.eval.fusion_exp.data import WorldConfig, write_world
+    from earthvlm.synth.fusion_world import WorldConfig, write_world
     from earthvlm.train.config import apply_overrides, config_from_dict
 
     world = WorldConfig(n_scenes=4, size_px=64, cloud_prob=0.5, seed=1, layout="scene")

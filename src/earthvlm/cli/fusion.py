@@ -70,8 +70,8 @@ def run_command(
     """Train and compare fusion methods on optical-under-cloud + SAR scenes; write a report."""
     from earthvlm.errors import EarthVLMError
     from earthvlm.eval.benchmarks._judge import judge_client
-    from earthvlm.eval.fusion_exp import preset, run_experiment
-    from earthvlm.eval.fusion_exp.report import check_claims
+    from earthvlm.experiments.fusion import preset, run_experiment
+    from earthvlm.experiments.fusion.report import check_claims
 
     overrides: dict = {}
     if methods:
@@ -139,7 +139,7 @@ def world_command(
     seed: Annotated[int, typer.Option(help="Generator seed (same seed, same bytes).")] = 0,
 ) -> None:
     """Write the fusion experiment's synthetic optical + SAR dataset."""
-    from earthvlm.eval.fusion_exp.data import WorldConfig, write_world
+    from earthvlm.synth.fusion_world import WorldConfig, write_world
 
     try:
         cfg = WorldConfig(n_scenes=n_scenes, size_px=size_px, cloud_prob=cloud_prob, seed=seed,

@@ -197,8 +197,8 @@ def quickstart(
     synthetic object chips without GSD, then B2 LoRA, B3 GSD-as-text, B4 MoE-LoRA and
     CS-HLoRA + SSE-U from it; spoofs the GSD, reads the gates, calibrates SSE-U, probes
     the ranks; prints the summary and the claims, and writes report.md with figures."""
-    from earthvlm.eval.micro import preset, run_experiment
-    from earthvlm.eval.micro.report import check_claims, summary_rows
+    from earthvlm.experiments.micro import preset, run_experiment
+    from earthvlm.experiments.micro.report import check_claims, summary_rows
 
     name = "full" if full else preset_name
     try:

@@ -32,7 +32,8 @@ from earthvlm.adapters.cshlora import CSHLoRAConfig
 from earthvlm.adapters.moelora import MoELoRAConfig
 from earthvlm.errors import EarthVLMError
 from earthvlm.fusion import build_fusion
-from earthvlm.models.backbone import Backbone, build_tiny_backbone, load_backbone
+from earthvlm.models.backbone import Backbone, build_tiny_backbone
+from earthvlm.models.checkpoint import load_backbone
 from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.models.fusion import EarthFusion
 from earthvlm.models.recipe import ModelRecipe

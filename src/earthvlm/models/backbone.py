@@ -7,7 +7,7 @@ written in). Tiny backbones have the real architecture at a few hundred thousand
 parameters, so that tests and CPU experiments exercise the same code as a 7B model.
 
 Sizes and config checks are in :mod:`.config`; saving and loading in :mod:`.checkpoint`
-(:func:`save_backbone` and :func:`load_backbone` are importable from here too).
+(which builds on this module; ``earthvlm.models`` exports both).
 """
 
 from __future__ import annotations
@@ -185,17 +185,10 @@ def pooled_vision_features(
     return pool_merged_tokens(merged, image_grid_thw, visual.spatial_merge_size)
 
 
-# Re-exported: callers import save_backbone and load_backbone from this module. Imported
-# last because checkpoint.py builds on Backbone above.
-from .checkpoint import META_FILE, load_backbone, save_backbone  # noqa: E402
-
 __all__ = [
     "BOX_FRAME",
-    "META_FILE",
     "Backbone",
     "build_tiny_backbone",
-    "load_backbone",
     "pool_merged_tokens",
     "pooled_vision_features",
-    "save_backbone",
 ]

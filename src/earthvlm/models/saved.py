@@ -338,7 +338,7 @@ def _load_run(
 def _backbone_from(
     folder: Path, torch_dtype: torch.dtype, load_in_4bit: bool, pixels: dict[str, Any]
 ) -> Any:
-    from earthvlm.models.backbone import load_backbone
+    from earthvlm.models.checkpoint import load_backbone
 
     return load_backbone(
         folder,

@@ -15,11 +15,9 @@ so an interrupted run resumes where it stopped.
 from __future__ import annotations
 
 import json
-import math
 import random
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,69 +30,17 @@ from earthvlm.errors import EarthVLMError
 from earthvlm.eval.choice import ChoiceScorer
 from earthvlm.eval.diagnose import calibrate_model, probe_model, spoof_model
 from earthvlm.eval.diagnostics import bootstrap_ci, gate_curves
-from earthvlm.eval.diagnostics.calibration import CalibrationStats
-from earthvlm.eval.diagnostics.gates import GateCurves
-from earthvlm.eval.diagnostics.probe import ProbeResult
-from earthvlm.eval.diagnostics.spoof import SpoofCurve
-from earthvlm.eval.micro.config import VARIANTS, MicroConfig
+from earthvlm.experiments.micro.config import VARIANTS, MicroConfig
+from earthvlm.experiments.micro.report import write_experiment_report
+from earthvlm.experiments.micro.results import CLASSES, PAIRS, ExperimentResult, ModelResult
 from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.scale.gsd import GSD
-from earthvlm.synth.chips import CHIP_CLASSES
 from earthvlm.synth.dataset import SynthConfig, generate_dataset
 from earthvlm.train.checkpoint import COMPLETE_FILE
 from earthvlm.train.config import config_from_dict, dump_config
 from earthvlm.train.sft import train
 
-#: The closed set of answers (the chip classes).
-CLASSES: tuple[str, ...] = tuple(sorted(CHIP_CLASSES))
-#: The ambiguous pairs of the chip world.
-PAIRS: tuple[tuple[str, str], ...] = tuple(
-    sorted({tuple(sorted((n, c.pair))) for n, c in CHIP_CLASSES.items() if c.pair})
-)
-
 Log = Callable[[str], None]
-
-
-@dataclass
-class ModelResult:
-    """What the experiment measured on one model.
-
-    Attributes:
-        key: ``stage1`` or a key of :data:`VARIANTS`.
-        label: Its display name.
-        trainable: Parameters it trained.
-        train_seconds: Wall time of its training (0 when reused).
-        accuracy: ``"true" | "shuffled"`` -> group -> accuracy (groups: ``ambiguous``,
-            ``unambiguous``, ``all`` and ``tier:<name>``).
-        ambiguous_ci: 95 % bootstrap CI of the ambiguous-pair accuracy with the true GSD.
-        offset: The offset spoofing sweep (stage 2 only).
-        absolute: The absolute spoofing sweep (stage 2 only).
-    """
-
-    key: str
-    label: str
-    trainable: int
-    train_seconds: float
-    accuracy: dict[str, dict[str, float]] = field(default_factory=dict)
-    ambiguous_ci: tuple[float, float] = (math.nan, math.nan)
-    offset: SpoofCurve | None = None
-    absolute: SpoofCurve | None = None
-
-
-@dataclass
-class ExperimentResult:
-    """Everything a micro-ScaleEarth run produced (the report is written from it)."""
-
-    config: MicroConfig
-    out: Path
-    models: dict[str, ModelResult]
-    train_range_m: tuple[float, float]
-    timings: dict[str, float]
-    gates: GateCurves | None = None
-    calibration: CalibrationStats | None = None
-    probe: ProbeResult | None = None
-    report: Path | None = None
-    figures: dict[str, Path] = field(default_factory=dict)
 
 
 # -- data and training --------------------------------------------------------------------
@@ -293,7 +239,7 @@ def run_experiment(mc: MicroConfig, out: str | Path, *, log: Log = print) -> Exp
     """Train and diagnose every model of the experiment; write the report and figures.
 
     Args:
-        mc: The settings (see :func:`earthvlm.eval.micro.preset`).
+        mc: The settings (see :func:`earthvlm.experiments.micro.preset`).
         out: The run folder (created; a finished part of an earlier run with the same
             settings is reused).
         log: Receives one line per step.
@@ -301,7 +247,6 @@ def run_experiment(mc: MicroConfig, out: str | Path, *, log: Log = print) -> Exp
     Returns:
         The measured results (``report`` names the Markdown report).
     """
-    from earthvlm.eval.micro.report import write_experiment_report
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

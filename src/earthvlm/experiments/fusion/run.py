@@ -19,7 +19,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,55 +27,21 @@ from rich.console import Console
 
 from earthvlm.data.jsonl import read_records
 from earthvlm.data.record import Record
-from earthvlm.eval.fusion_exp.config import METHOD_LABELS, FusionExpConfig
-from earthvlm.eval.fusion_exp.data import WorldConfig, write_world
-from earthvlm.eval.fusion_exp.evaluate import (
-    MASResult,
-    SettingScores,
+from earthvlm.eval.judge import JudgeResult
+from earthvlm.eval.judge_local import local_judge
+from earthvlm.experiments.fusion.config import METHOD_LABELS, FusionExpConfig
+from earthvlm.experiments.fusion.evaluate import (
     evaluate_model,
     judge_settings,
 )
-from earthvlm.eval.judge import JudgeResult
-from earthvlm.eval.judge_local import local_judge
+from earthvlm.experiments.fusion.report import write_report
+from earthvlm.experiments.fusion.results import FusionExpResult, MethodResult
 from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.synth.catalogue import CLASSES
+from earthvlm.synth.fusion_world import WorldConfig, write_world
 from earthvlm.teacher.client import ChatClient
 from earthvlm.train.config import TrainConfig, config_from_dict
 from earthvlm.train.sft import train
-
-
-@dataclass
-class MethodResult:
-    """One method's run and scores."""
-
-    method: str
-    label: str
-    run_dir: Path
-    scores: dict[str, SettingScores]
-    mas: MASResult
-    train_loss: list[float]
-    lambda_final: float | None
-    seconds: float
-    seg_loss: list[float] = field(default_factory=list)
-    judge: dict[str, Any] = field(default_factory=dict)
-    """The open-ended judge's ledger, requests and per-setting means."""
-
-
-@dataclass
-class FusionExpResult:
-    """Everything the report needs."""
-
-    config: FusionExpConfig
-    out: Path
-    data: dict[str, Any]
-    methods: dict[str, MethodResult] = field(default_factory=dict)
-    figures: dict[str, Path] = field(default_factory=dict)
-    seconds: float = 0.0
-    prior: dict[str, dict[str, bool]] = field(default_factory=dict)
-    """Per non-visual baseline (:func:`text_prior`), ``item -> correct`` on the held-out
-    MCQs."""
-    judge: str = ""
-    """What scored the open-ended answers."""
 
 
 def world_config(cfg: FusionExpConfig, split: str) -> WorldConfig:
@@ -184,7 +149,6 @@ def run_experiment(
         judge: The open-ended judge's client (set ``temperature=0`` and a ``cache_dir``);
             default: the local rule-based judge (class-name overlap, not an LLM).
     """
-    from earthvlm.eval.fusion_exp.report import write_report
 
     say = log or (lambda line: None)
     t0 = time.perf_counter()

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from earthvlm.eval.diagnostics.spoof import PAPER_SPOOF_DELTAS, PAPER_SPOOF_GSDS_M
-from earthvlm.eval.presets import build_preset
+from earthvlm.experiments.presets import build_preset
 
 
 @dataclass(frozen=True)

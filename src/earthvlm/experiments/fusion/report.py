@@ -18,12 +18,12 @@ import numpy as np
 
 from earthvlm.eval.diagnostics.report import markdown_table, new_figure, save_figure
 from earthvlm.eval.diagnostics.stats import mcnemar_exact
-from earthvlm.eval.fusion_exp.data import SETTINGS
-from earthvlm.eval.fusion_exp.evaluate import SPLITS, SettingScores
-from earthvlm.eval.fusion_exp.run import FusionExpResult
 from earthvlm.eval.metrics.segmentation import mask_iou
+from earthvlm.experiments.fusion.evaluate import SPLITS, SettingScores
+from earthvlm.experiments.fusion.results import FusionExpResult
 from earthvlm.io import atomic_write_text
 from earthvlm.provenance import provenance
+from earthvlm.synth.fusion_world import SETTINGS
 
 ALPHA = 0.05
 

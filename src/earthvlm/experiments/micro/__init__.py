@@ -7,9 +7,9 @@ calibration, rank probe) and writes a report with figures whose claims are check
 the measured numbers. :func:`preset` gives the ``quick``, ``full`` and ``ci`` settings.
 """
 
-from earthvlm.eval.micro.config import PRESETS, VARIANTS, MicroConfig, Variant, preset
-from earthvlm.eval.micro.report import check_claims, write_experiment_report
-from earthvlm.eval.micro.run import ExperimentResult, ModelResult, run_experiment
+from earthvlm.experiments.micro.config import PRESETS, VARIANTS, MicroConfig, Variant, preset
+from earthvlm.experiments.micro.report import check_claims, write_experiment_report
+from earthvlm.experiments.micro.run import ExperimentResult, ModelResult, run_experiment
 
 __all__ = [
     "PRESETS",

@@ -14,20 +14,20 @@ from typer.testing import CliRunner
 
 from earthvlm.cli.fusion import fusion_app
 from earthvlm.data.jsonl import read_records
-from earthvlm.eval.fusion_exp import preset, run_experiment
-from earthvlm.eval.fusion_exp.data import CHIP_CLASSES, WorldConfig, write_world
-from earthvlm.eval.fusion_exp.evaluate import (
+from earthvlm.eval.judge_local import VocabularyJudge, local_judge
+from earthvlm.experiments.fusion import preset, run_experiment
+from earthvlm.experiments.fusion.evaluate import (
     MASResult,
     SettingScores,
     evaluate_setting,
     judge_settings,
     modality_attention,
 )
-from earthvlm.eval.fusion_exp.report import check_claims, paired_iou, paired_judge, paired_mcq
-from earthvlm.eval.fusion_exp.run import FusionExpResult, MethodResult, train_config
-from earthvlm.eval.judge_local import VocabularyJudge, local_judge
+from earthvlm.experiments.fusion.report import check_claims, paired_iou, paired_judge, paired_mcq
+from earthvlm.experiments.fusion.run import FusionExpResult, MethodResult, train_config
 from earthvlm.models import EarthVLM
 from earthvlm.synth.catalogue import CLASSES
+from earthvlm.synth.fusion_world import CHIP_CLASSES, WorldConfig, write_world
 from earthvlm.teacher.fake_server import FakeChatServer
 
 
@@ -111,7 +111,7 @@ def test_chip_layout_one_centred_object_per_scene(tmp_path: Path) -> None:
 
 
 def test_class_frequency_alone_does_not_answer_the_mcq(tmp_path: Path) -> None:
-    from earthvlm.eval.fusion_exp.run import text_prior
+    from earthvlm.experiments.fusion.run import text_prior
 
     train, test = tmp_path / "train", tmp_path / "test"
     write_world(train, WorldConfig(n_scenes=64, seed=0))

@@ -36,7 +36,6 @@ import torch
 from earthvlm.data.collate import Collator
 from earthvlm.data.record import Record
 from earthvlm.eval.choice import ChoiceScorer, with_answer
-from earthvlm.eval.fusion_exp.data import NO_OBJECT, OPEN_QUESTION, SEG_ANSWER, SETTINGS
 from earthvlm.eval.judge import JudgeResult, judge_open_ended
 from earthvlm.eval.metrics.segmentation import score_segmentation
 from earthvlm.eval.runner import generate_answers
@@ -47,6 +46,7 @@ from earthvlm.fusion.mas import (
 )
 from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.models.seg import SegOutput
+from earthvlm.synth.fusion_world import NO_OBJECT, OPEN_QUESTION, SEG_ANSWER, SETTINGS
 from earthvlm.teacher.client import ChatClient
 
 #: The splits every score is reported on.

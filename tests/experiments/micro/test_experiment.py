@@ -11,9 +11,9 @@ import pytest
 from earthvlm.errors import EarthVLMError
 from earthvlm.eval.diagnostics.spoof import SpoofSample, spoof_curve
 from earthvlm.eval.diagnostics.stats import cochran_q
-from earthvlm.eval.micro import PRESETS, VARIANTS, MicroConfig, preset
-from earthvlm.eval.micro.report import larger_member_share, step_changes
-from earthvlm.eval.micro.run import PAIRS, stage1_recipe, stage2_recipe, train_once
+from earthvlm.experiments.micro import PRESETS, VARIANTS, MicroConfig, preset
+from earthvlm.experiments.micro.report import larger_member_share, step_changes
+from earthvlm.experiments.micro.run import PAIRS, stage1_recipe, stage2_recipe, train_once
 from earthvlm.train.config import config_from_dict
 
 FIGURES = (

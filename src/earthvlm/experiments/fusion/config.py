@@ -15,9 +15,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from earthvlm.eval.fusion_exp.data import WorldConfig
-from earthvlm.eval.presets import build_preset
+from earthvlm.experiments.presets import build_preset
 from earthvlm.fusion.config import METHODS
+from earthvlm.synth.fusion_world import WorldConfig
 
 #: Methods in report order, with their labels (Table 4 and the release's variant).
 METHOD_LABELS: dict[str, str] = {
@@ -46,7 +46,7 @@ class FusionExpConfig:
     """Held-out scenes (another generator seed)."""
     layout: str = "chip"
     """``chip`` (one object near the centre: learnable by a tiny model in CPU minutes) or
-    ``scene`` (whole generated scenes; see :mod:`earthvlm.eval.fusion_exp.data`)."""
+    ``scene`` (whole generated scenes; see :mod:`earthvlm.synth.fusion_world`)."""
     size_px: int = 64
     """Side of each view in pixels (64 px: 2 x 2 merged tokens on the tiny backbone)."""
     cloud_prob: float = 0.5

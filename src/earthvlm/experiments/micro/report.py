@@ -44,7 +44,7 @@ from earthvlm.eval.diagnostics.report import (
 )
 from earthvlm.eval.diagnostics.spoof import SpoofCurve
 from earthvlm.eval.diagnostics.stats import cochran_q, correct_matrix, point_index, spoof_tests
-from earthvlm.eval.micro.run import PAIRS, ExperimentResult, ModelResult
+from earthvlm.experiments.micro.results import PAIRS, ExperimentResult, ModelResult
 from earthvlm.io import atomic_write_text
 from earthvlm.provenance import git_commit
 from earthvlm.scale.tiers import Tier

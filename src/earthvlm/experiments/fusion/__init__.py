@@ -2,8 +2,8 @@
 synthetic world: HCA vs the baselines, optical-only / SAR-only / fused evaluation split by
 clouds, and the modality attention score per layer. ``earthvlm fusion run`` runs it."""
 
-from earthvlm.eval.fusion_exp.config import METHOD_LABELS, PRESETS, FusionExpConfig, preset
-from earthvlm.eval.fusion_exp.run import FusionExpResult, run_experiment
+from earthvlm.experiments.fusion.config import METHOD_LABELS, PRESETS, FusionExpConfig, preset
+from earthvlm.experiments.fusion.run import FusionExpResult, run_experiment
 
 __all__ = [
     "METHOD_LABELS",
