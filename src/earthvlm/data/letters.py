@@ -11,6 +11,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+#: The option letters, in order: the one home of the alphabet every multiple-choice reader,
+#: generator and scorer uses (releases use up to ten: A-J).
+OPTION_LETTERS = "ABCDEFGHIJ"
+
 
 def answer_letters(answer: Any) -> frozenset[str]:
     """The letter set of an ``answer``: ``"A"``, ``"AB"``, ``"A,B"``, ``"(A)"`` or
@@ -30,4 +34,4 @@ def answer_letters(answer: Any) -> frozenset[str]:
     return frozenset(found)
 
 
-__all__ = ["answer_letters"]
+__all__ = ["OPTION_LETTERS", "answer_letters"]

@@ -1,5 +1,16 @@
-"""Evaluation: diagnostics of the scale mechanism (more benchmarks and metrics to come).
+"""Evaluation: benchmarks, torch-free metrics, diagnostics and the benchmark runner.
 
-``eval`` sits beside ``train``: it may import the model parts and the data, and nothing
-below imports it.
+* :mod:`~earthvlm.eval.benchmarks`: one registry of benchmarks (synthetic chips / VQA /
+  grounding / detection, XLRS-Bench-lite, OmniEarth, RSVQA, scene classification,
+  DIOR-RSVG, DOTA, LRS-VQA, LRS-GRO, VRSBench, EarthMind-Bench); each yields examples,
+  scores predictions and gives the same score as an RL reward;
+* :mod:`~earthvlm.eval.metrics`: the scorers (no torch);
+* :mod:`~earthvlm.eval.diagnostics` and :mod:`~earthvlm.eval.diagnose`: GSD spoofing,
+  gates, calibration, rank probes, paired tests, reports;
+* :mod:`~earthvlm.eval.runner`: batched greedy generation with a resumable, sharded cache;
+* :mod:`~earthvlm.eval.choice`: closed-set answers by likelihood;
+* :mod:`~earthvlm.eval.judge`: the open-ended LLM judge; :mod:`~earthvlm.eval.lmms_export`.
+
+``eval`` sits beside ``train`` (neither imports the other), above the model parts;
+``experiments`` and ``cli`` sit above it.
 """

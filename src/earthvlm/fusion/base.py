@@ -15,14 +15,13 @@ saved).
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from earthvlm.fusion.config import METHODS, FusionConfig
+from earthvlm.fusion.config import METHODS, REGISTRY, FusionConfig
 from earthvlm.fusion.tokens import (
     FUSED,
     OPTICAL,
@@ -166,5 +165,4 @@ def build_fusion(config: FusionConfig) -> SensorFusion:
     """The fusion module of ``config.method`` (registered in :data:`METHODS`)."""
     if config.method not in METHODS:  # a config built with object.__setattr__ or similar
         raise FusionInputError(f"unknown fusion method {config.method!r}; known: {sorted(METHODS)}")
-    module, _, attr = METHODS[config.method].partition(":")
-    return getattr(importlib.import_module(module), attr)(config)
+    return REGISTRY.get(config.method)(config)

@@ -10,18 +10,21 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-#: Method name -> "module:attribute" of its module class (imported on first use by
-#: :func:`earthvlm.fusion.build_fusion`). The one place a fusion method is registered.
-METHODS: dict[str, str] = {
-    # EarthMind's hierarchical cross-modal attention (sec. 3.2, Eq. 2-7), lambda learned
-    "hca": "earthvlm.fusion.hca:HCAFusion",
-    # the same with lambda frozen at lambda_init (the release has no learnable lambda)
-    "fixed": "earthvlm.fusion.hca:HCAFusion",
-    # Table 4's baselines
-    "concat": "earthvlm.fusion.baselines:ConcatFusion",
-    "average": "earthvlm.fusion.baselines:AverageFusion",
-    "cosine": "earthvlm.fusion.baselines:CosineFusion",
-}
+from earthvlm.registry import Registry
+
+#: The fusion methods, each the ``"module:attr"`` of its module class (imported on first
+#: use by :func:`earthvlm.fusion.build_fusion`): the project's one registry type.
+REGISTRY: Registry[type] = Registry("fusion method")
+# EarthMind's hierarchical cross-modal attention (sec. 3.2, Eq. 2-7), lambda learned
+REGISTRY.register("hca", "earthvlm.fusion.hca:HCAFusion")
+# the same with lambda frozen at lambda_init (the release has no learnable lambda)
+REGISTRY.register("fixed", "earthvlm.fusion.hca:HCAFusion")
+# Table 4's baselines
+REGISTRY.register("concat", "earthvlm.fusion.baselines:ConcatFusion")
+REGISTRY.register("average", "earthvlm.fusion.baselines:AverageFusion")
+REGISTRY.register("cosine", "earthvlm.fusion.baselines:CosineFusion")
+#: Method name -> "module:attr" (the registry's table).
+METHODS: dict[str, str] = REGISTRY.entries
 POOLINGS: tuple[str, ...] = ("avg", "max", "none")
 SCORE_SCALES: tuple[str, ...] = ("tokens", "none")
 

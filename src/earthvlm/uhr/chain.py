@@ -59,6 +59,7 @@ import numpy as np
 from PIL import Image
 
 from earthvlm.data.ledger import Ledger
+from earthvlm.data.letters import OPTION_LETTERS
 from earthvlm.data.paths import resolve_within
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart
 from earthvlm.data.resolution import Resolution
@@ -102,7 +103,8 @@ CELL_NAMES: tuple[tuple[str, ...], ...] = (
     ("middle-left", "centre", "middle-right"),
     ("bottom-left", "bottom-centre", "bottom-right"),
 )
-MCQ_LETTERS = "ABCDE"
+#: At most five options in generated chains (as LRS-VQA-Zoom writes them).
+MCQ_LETTERS = OPTION_LETTERS[:5]
 MCQ_INSTRUCTION = "Answer with the letter of the correct option."
 
 # reasons a record does not become a chain (ledger keys)

@@ -24,9 +24,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from earthvlm.data.letters import OPTION_LETTERS
 from earthvlm.data.sources._base import RowError
 from earthvlm.data.sources.xlrs import (
-    OPTION_LETTERS,
     OPTIONS_FIELD,
     MCQRow,
     MCQSource,

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
-from earthvlm.data.letters import answer_letters
+from earthvlm.data.letters import OPTION_LETTERS, answer_letters
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart
 from earthvlm.data.sources._base import Row, RowError, SourceReader
 
@@ -36,7 +36,6 @@ from earthvlm.data.sources._base import Row, RowError, SourceReader
 ANNOTATION_FILES = ("xlrs_lite.jsonl", "xlrs_lite.json")
 OPTIONS_FIELD = "multi-choice options"
 #: The option letters a row may use, in order.
-OPTION_LETTERS = "ABCDEFGHIJ"
 #: The subtask whose questions may have several correct options.
 MULTI_ANSWER = "Land use classification/Overall Land use classification"
 _SINGLE = (

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from earthvlm.data.ledger import Ledger
-from earthvlm.data.letters import answer_letters
+from earthvlm.data.letters import OPTION_LETTERS, answer_letters
 from earthvlm.eval.metrics._common import (
     AccuracyTable,
     accuracy_table,
@@ -45,7 +45,7 @@ from earthvlm.eval.metrics._common import (
     ratio,
 )
 
-LETTERS = "ABCDEFGHIJ"
+LETTERS = OPTION_LETTERS
 
 #: Prefixes the XLRS-Bench release strips. (It lists two more entries whose missing
 #: commas fuse them into strings no response contains; they are left out here.)

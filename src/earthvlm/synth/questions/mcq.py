@@ -8,12 +8,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from earthvlm.data.letters import OPTION_LETTERS
 from earthvlm.synth.catalogue import CLASSES, CONFUSION
 from earthvlm.synth.scene import LAND_USE
 
 from .facts import CELL_NAMES, COLOURS, QA, QUADRANTS, RELATIONS, SceneFacts, _pick
 
-LETTERS = "ABCDE"
+LETTERS = OPTION_LETTERS[:5]
 _POOLS: dict[str, tuple[str, ...]] = {
     "class": tuple(sorted(CLASSES)),
     "land_use": tuple(sorted(set(LAND_USE.values()))),
