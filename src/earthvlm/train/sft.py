@@ -145,6 +145,48 @@ def _set_lrs(optimizer: torch.optim.Optimizer, mult: float) -> None:
         group["lr"] = group["base_lr"] * mult
 
 
+@dataclass
+class _Run:
+    """What one call to :func:`train` works with, built once by :func:`_setup` and read by
+    the steps below (the loop's state: the position and the last checkpoint)."""
+
+    cfg: TrainConfig
+    accelerator: Accelerator
+    say: Any
+    data: Any
+    counts: DataCounts
+    track: bool
+    model: EarthVLM
+    module: Any
+    optimizer: torch.optim.Optimizer
+    trainable: list[torch.nn.Parameter]
+    collator: Collator
+    layers: dict[str, Any]
+    log: MetricsLog
+    total: int
+    stop: int
+    resumed_from: Path | None
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    last_ckpt: Path | None = None
+    ledger: Ledger = field(default_factory=lambda: Ledger(stage="train samples"))
+    logged: list[dict[str, Any]] = field(default_factory=list)
+    t0: float = field(default_factory=time.perf_counter)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.cfg.run_dir
+
+    @property
+    def procs(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def main(self) -> bool:
+        return self.accelerator.is_main_process
+
+
 def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
     """Run (or resume) the SFT run that ``cfg`` describes.
 
@@ -160,7 +202,35 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
             checkpoint was written with, or too many failed samples.
     """
     console = console or Console(stderr=True)
-    o, a = cfg.optim, cfg.adapter
+    run = _setup(cfg, console)
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not (cfg.progress and run.main),
+    )
+    with progress:
+        bar = progress.add_task(f"stage {cfg.stage}", total=run.total, completed=run.step, info="")
+        while run.step < run.stop:
+            micro_iter, n_batches = _epoch(run)
+            for _ in range(n_batches):
+                if run.step >= run.stop:
+                    break
+                row = _optimiser_step(run, micro_iter)
+                info = f"loss {row['loss']:.4f}" if row.get("loss") is not None else ""
+                progress.update(bar, completed=run.step, info=info)
+                _check_failures(run.ledger, cfg.data.max_failed_fraction)
+                if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == run.stop:
+                    run.last_ckpt = _save(run, row)
+    return _finish(run)
+
+
+def _setup(cfg: TrainConfig, console: Console) -> _Run:
+    """Accelerator, data and sampler, resume state, model, optimiser, collator, log."""
+    o = cfg.optim
     accelerator = Accelerator(
         gradient_accumulation_steps=o.grad_accum,
         mixed_precision=_mixed_precision(cfg.precision),
@@ -178,19 +248,103 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
     accelerator.wait_for_everyone()
     procs, accum, per_device = accelerator.num_processes, o.grad_accum, o.batch_size
     data = load_training_data(cfg.data, per_device * accum * procs, cfg.seed)
-    records, sampler = data.records, data.sampler
     say(data.ledger.summary())
     if data.mixture is not None:
         how = "draws in order" if cfg.data.sampler == "shuffle" else "balanced GSD batches"
         say(f"{data.mixture.summary()}\n(mixture batches: {how})")
-    # mixture draws and augmentation are counted into the run folder's data_counts.json
-    data_counts = DataCounts(data.mixture, data.prepare)
-    track = data.mixture is not None or data.prepare is not None
-    steps_per_epoch = len(sampler)
-    total = total_steps(steps_per_epoch, o.epochs, o.max_steps)
+    total = total_steps(len(data.sampler), o.epochs, o.max_steps)
     stop = min(total, cfg.stop_after) if cfg.stop_after else total
 
-    # -- resume ---------------------------------------------------------------------------
+    resumed_from, state = _resume_point(cfg)
+
+    # -- model, optimiser -----------------------------------------------------------------
+    device_map = {"": accelerator.local_process_index} if torch.cuda.is_available() else "cpu"
+    model = EarthVLM.build(
+        cfg.recipe,
+        init_mu=mean_exact_log10_gsd(data.records),
+        weights_from=resumed_from,
+        device_map=device_map,
+        name=cfg.name,
+        max_length=cfg.data.max_length,
+    )
+    ds = accelerator.state.deepspeed_plugin
+    if ds is not None:
+        # the recipe, not the launcher's file, owns these; ZeRO clips inside its engine
+        ds.deepspeed_config.update(
+            train_micro_batch_size_per_gpu=per_device,
+            gradient_accumulation_steps=accum,
+            gradient_clipping=o.max_grad_norm,
+        )
+    groups = param_groups(cfg, model)
+    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps)
+    module, optimizer = accelerator.prepare(model, optimizer)
+    module.train()
+    collator = Collator(
+        model.backbone,
+        data.root,
+        max_length=cfg.data.max_length,
+        read_masks=model.seg is not None,
+        pixel_format=cfg.data.pixel_format,
+    )
+    run = _Run(
+        cfg=cfg,
+        accelerator=accelerator,
+        say=say,
+        data=data,
+        # mixture draws and augmentation are counted into the run's data_counts.json
+        counts=DataCounts(data.mixture, data.prepare),
+        track=data.mixture is not None or data.prepare is not None,
+        model=model,
+        module=module,
+        optimizer=optimizer,
+        trainable=[p for g in groups for p in g["params"]],
+        collator=collator,
+        layers=gated(model),
+        log=MetricsLog(
+            run_dir / "metrics.jsonl", keep_through_step=state["step"] if state else None
+        ),
+        total=total,
+        stop=stop,
+        resumed_from=resumed_from,
+        last_ckpt=resumed_from,
+    )
+    if state is not None:
+        ckpt_io.load_optimizer(resumed_from, optimizer, state)
+        ckpt_io.restore_rng(resumed_from, state)
+        run.step, run.epoch, run.batch_in_epoch = (
+            state["step"],
+            state["epoch"],
+            state["batch_in_epoch"],
+        )
+        say(f"resuming from {resumed_from} (step {run.step} of {total})")
+        if run.track:  # data_counts.json covers the whole run, not just this call
+            _recount(run)
+    if main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if state is None:
+            atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+            record_base(run_dir, cfg.recipe)
+    n_train = sum(p.numel() for p in run.trainable)
+    adapter = cfg.adapter.kind if cfg.stage == 2 else "-"
+    say(
+        f"run folder: {run_dir}\nstage {cfg.stage}, adapter {adapter}, {n_train:,} trainable "
+        f"parameters, {len(data.records)} records, {total} steps of "
+        f"{per_device * accum * procs} samples, {accelerator.device}, "
+        f"precision {accelerator.mixed_precision}"
+    )
+    run.t0 = time.perf_counter()
+    return run
+
+
+def _resume_point(cfg: TrainConfig) -> tuple[Path | None, dict[str, Any] | None]:
+    """The checkpoint to resume from and its state, after checking that it was written
+    with this config (a fresh run among an old run's checkpoints is refused too).
+
+    Raises:
+        EarthVLMError: A config change that cannot be resumed, or ``resume=false`` over an
+            earlier run's checkpoints.
+    """
+    run_dir = cfg.run_dir
     resumed_from = ckpt_io.latest_checkpoint(run_dir) if cfg.resume else None
     state = ckpt_io.load_state(resumed_from) if resumed_from else None
     if state is not None:
@@ -206,186 +360,170 @@ def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
             f"resume=false but {run_dir} holds checkpoints of an earlier run; choose another "
             "name, delete the folder, or set resume=true"
         )
+    return resumed_from, state
 
-    # -- model, optimiser -----------------------------------------------------------------
-    device_map = {"": accelerator.local_process_index} if torch.cuda.is_available() else "cpu"
-    model = EarthVLM.build(
-        cfg.recipe, init_mu=mean_exact_log10_gsd(records), weights_from=resumed_from,
-        device_map=device_map, name=cfg.name, max_length=cfg.data.max_length,
-    )  # fmt: skip
-    ds = accelerator.state.deepspeed_plugin
-    if ds is not None:
-        # the recipe, not the launcher's file, owns these; ZeRO clips inside its engine
-        ds.deepspeed_config.update(
-            train_micro_batch_size_per_gpu=per_device, gradient_accumulation_steps=accum,
-            gradient_clipping=o.max_grad_norm,
-        )  # fmt: skip
-    groups = param_groups(cfg, model)
-    trainable = [p for g in groups for p in g["params"]]
-    optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=o.betas, eps=o.eps)
-    module, optimizer = accelerator.prepare(model, optimizer)
-    module.train()
-    step, epoch, batch_in_epoch = 0, 0, 0
-    if state is not None:
-        ckpt_io.load_optimizer(resumed_from, optimizer, state)
-        ckpt_io.restore_rng(resumed_from, state)
-        step, epoch, batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
-        say(f"resuming from {resumed_from} (step {step} of {total})")
-        if track:  # data_counts.json covers the whole run, not just this call
-            _recount(data_counts, sampler, data, records, epoch, batch_in_epoch, cfg.seed,
-                     per_device, accum, accelerator.process_index, procs)  # fmt: skip
-    collator = Collator(
-        model.backbone, data.root, max_length=cfg.data.max_length,
-        read_masks=model.seg is not None, pixel_format=cfg.data.pixel_format,
-    )  # fmt: skip
-    layers = gated(model)
-    if main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        if state is None:
-            atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-            record_base(run_dir, cfg.recipe)
-    log = MetricsLog(run_dir / "metrics.jsonl", keep_through_step=step if state else None)
-    n_train = sum(p.numel() for p in trainable)
-    say(
-        f"run folder: {run_dir}\nstage {cfg.stage}, adapter {a.kind if cfg.stage == 2 else '-'}"
-        f", {n_train:,} trainable parameters, {len(records)} records, {total} steps of "
-        f"{per_device * accum * procs} samples, {accelerator.device}, "
-        f"precision {accelerator.mixed_precision}"
+
+def _micro(run: _Run, batches: list[Any], epoch: int, first: int) -> list[list[int]]:
+    """The micro-batches (sample indices) of this process for ``batches``, the optimiser
+    steps from ``first`` on in ``epoch``: a function of the seed, epoch and step."""
+    o = run.cfg.optim
+    return [
+        mb
+        for i, batch in enumerate(batches)
+        for mb in micro_batches(
+            batch,
+            batch_size=o.batch_size,
+            grad_accum=o.grad_accum,
+            process_index=run.accelerator.process_index,
+            num_processes=run.procs,
+            seed=f"{run.cfg.seed}:{epoch}:{first + i}",
+        )
+    ]
+
+
+def _prepared(
+    run: _Run, micro: list[list[int]], epoch: int, first: int
+) -> tuple[list[Any], list[list[int]]]:
+    """The samples and micro-batches after augmentation (and GSD text), keyed by step."""
+    if run.data.prepare is None:
+        return run.data.records, micro
+    o = run.cfg.optim
+    return run.data.prepare.epoch_samples(
+        run.data.records,
+        micro,
+        epoch=epoch,
+        first_step=first,
+        batch_size=o.batch_size,
+        grad_accum=o.grad_accum,
+        process_index=run.accelerator.process_index,
+        num_processes=run.procs,
     )
 
-    # -- the loop -------------------------------------------------------------------------
-    ledger = Ledger(stage="train samples")
-    logged: list[dict[str, Any]] = []
-    last_ckpt = resumed_from
-    progress = Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"), TimeRemainingColumn(),
-        console=console, disable=not (cfg.progress and main),
-    )  # fmt: skip
-    t0 = time.perf_counter()
-    with progress:
-        bar = progress.add_task(f"stage {cfg.stage}", total=total, completed=step, info="")
-        while step < stop:
-            sampler.set_epoch(epoch)
-            batches = list(sampler)[batch_in_epoch:]
-            micro = [
-                mb
-                for i, batch in enumerate(batches[: stop - step])  # the steps this call runs
-                for mb in micro_batches(
-                    batch, batch_size=per_device, grad_accum=accum,
-                    process_index=accelerator.process_index, num_processes=procs,
-                    seed=f"{cfg.seed}:{epoch}:{batch_in_epoch + i}",
+
+def _epoch(run: _Run) -> tuple[Any, int]:
+    """The rest of the current epoch: an iterator over its micro-batches (as collated
+    batches) and the number of optimiser steps it holds."""
+    sampler = run.data.sampler
+    sampler.set_epoch(run.epoch)
+    batches = list(sampler)[run.batch_in_epoch :]
+    micro = _micro(run, batches[: run.stop - run.step], run.epoch, run.batch_in_epoch)
+    if run.track:
+        run.counts.add(
+            run.epoch, [i for mb in micro for i in mb], len(micro) // run.cfg.optim.grad_accum
+        )
+    samples, micro = _prepared(run, micro, run.epoch, run.batch_in_epoch)
+    # its own generator: creating the iterator must not draw from the global RNG
+    # (a resumed run creates it at another step than the uninterrupted one)
+    loader = DataLoader(
+        samples,
+        batch_sampler=micro,
+        collate_fn=run.collator,
+        num_workers=run.cfg.data.num_workers,
+        generator=torch.Generator().manual_seed(run.epoch),
+    )
+    return iter(loader), len(batches)
+
+
+def _optimiser_step(run: _Run, micro_iter: Any) -> dict[str, Any]:
+    """``grad_accum`` micro-batches through the model, the joint loss, clip, step; then
+    advance the position and log the step's row (returned)."""
+    cfg, o, a = run.cfg, run.cfg.optim, run.cfg.adapter
+    accelerator, model, step = run.accelerator, run.model, run.step
+    _set_lrs(run.optimizer, cosine_with_warmup(step, run.total, o.warmup_ratio))
+    lam = 0.0
+    if cfg.stage == 2:
+        lam = lambda_gsd(
+            step,
+            run.total,
+            warmup=a.lambda_gsd_warmup,
+            steady=a.lambda_gsd,
+            frac=a.lambda_warmup_frac,
+        )
+    sums: dict[str, float] = {}
+    counts = {"micro": 0, "exact": 0, "gates": 0}
+    grad_norm = float("nan")
+    for j in range(o.grad_accum):
+        batch = next(micro_iter)
+        run.ledger.merge(batch.ledger)
+        with accelerator.accumulate(run.module):
+            if len(batch) == 0:
+                # every sample failed: a zero loss keeps processes in step
+                loss = sum(p.sum() * 0.0 for p in run.trainable)
+            else:
+                inputs, extra = model_inputs(model, batch, accelerator.device)
+                seed = ((cfg.seed * 1_000_003 + step) * o.grad_accum + j) * run.procs
+                loss_vlm, loss_nll, loss_seg = run.module(
+                    inputs, batch.gsds, seed=seed + accelerator.process_index, **extra
                 )
-            ]  # fmt: skip
-            if track:
-                data_counts.add(epoch, [i for mb in micro for i in mb], len(micro) // accum)
-            samples = records
-            if data.prepare is not None:  # augment (then GSD text) in this process, keyed
-                samples, micro = data.prepare.epoch_samples(
-                    records, micro, epoch=epoch, first_step=batch_in_epoch, batch_size=per_device,
-                    grad_accum=accum, process_index=accelerator.process_index,
-                    num_processes=procs,
-                )  # fmt: skip
-            # its own generator: creating the iterator must not draw from the global RNG
-            # (a resumed run creates it at another step than the uninterrupted one)
-            loader = DataLoader(
-                samples, batch_sampler=micro, collate_fn=collator,
-                num_workers=cfg.data.num_workers, generator=torch.Generator().manual_seed(epoch),
-            )  # fmt: skip
-            micro_iter = iter(loader)
-            for _ in batches:
-                if step >= stop:
-                    break
-                _set_lrs(optimizer, cosine_with_warmup(step, total, o.warmup_ratio))
-                lam = lambda_gsd(
-                    step, total, warmup=a.lambda_gsd_warmup, steady=a.lambda_gsd,
-                    frac=a.lambda_warmup_frac,
-                ) if cfg.stage == 2 else 0.0  # fmt: skip
-                sums: dict[str, float] = {}
-                counts = {"micro": 0, "exact": 0, "gates": 0}
-                grad_norm = float("nan")
-                for j in range(accum):
-                    batch = next(micro_iter)
-                    ledger.merge(batch.ledger)
-                    with accelerator.accumulate(module):
-                        if len(batch) == 0:
-                            # every sample failed: a zero loss keeps processes in step
-                            loss = sum(p.sum() * 0.0 for p in trainable)
-                        else:
-                            inputs, extra = model_inputs(model, batch, accelerator.device)
-                            seed = ((cfg.seed * 1_000_003 + step) * accum + j) * procs
-                            loss_vlm, loss_nll, loss_seg = module(
-                                inputs, batch.gsds, seed=seed + accelerator.process_index,
-                                **extra,
-                            )  # fmt: skip
-                            loss = loss_vlm + lam * loss_nll + loss_seg
-                            if not math.isfinite(loss.item()):
-                                raise EarthVLMError(
-                                    f"the loss is {loss.item()} at step {step + 1} (records "
-                                    f"{batch.ids[:4]}); lower optim.lr or check those samples"
-                                )
-                            _measure(sums, counts, loss, loss_vlm, loss_nll, inputs, batch)
-                            if model.seg is not None:
-                                _add(sums, "loss_seg", loss_seg.item())
-                            if model.fusion is not None:
-                                _measure_fusion(sums, counts, model)
-                            if model.scale is not None:
-                                _measure_scale(sums, counts, model, layers, batch.gsds)
-                        accelerator.backward(loss)
-                        if accelerator.sync_gradients:
-                            norm = accelerator.clip_grad_norm_(
-                                trainable, o.max_grad_norm or math.inf
-                            )
-                            grad_norm = float(norm) if norm is not None else math.nan
-                        optimizer.step()
-                        optimizer.zero_grad(set_to_none=True)
-                step += 1
-                batch_in_epoch += 1
-                if batch_in_epoch >= steps_per_epoch:
-                    epoch, batch_in_epoch = epoch + 1, 0
-                    if track:
-                        _save_counts(accelerator, data_counts, run_dir)
+                loss = loss_vlm + lam * loss_nll + loss_seg
+                if not math.isfinite(loss.item()):
+                    raise EarthVLMError(
+                        f"the loss is {loss.item()} at step {step + 1} (records "
+                        f"{batch.ids[:4]}); lower optim.lr or check those samples"
+                    )
+                _measure(sums, counts, loss, loss_vlm, loss_nll, inputs, batch)
+                if model.seg is not None:
+                    _add(sums, "loss_seg", loss_seg.item())
+                if model.fusion is not None:
+                    _measure_fusion(sums, counts, model)
+                if model.scale is not None:
+                    _measure_scale(sums, counts, model, run.layers, batch.gsds)
+            accelerator.backward(loss)
+            if accelerator.sync_gradients:
+                norm = accelerator.clip_grad_norm_(run.trainable, o.max_grad_norm or math.inf)
+                grad_norm = float(norm) if norm is not None else math.nan
+            run.optimizer.step()
+            run.optimizer.zero_grad(set_to_none=True)
+    run.step += 1
+    run.batch_in_epoch += 1
+    if run.batch_in_epoch >= len(run.data.sampler):
+        run.epoch, run.batch_in_epoch = run.epoch + 1, 0
+        if run.track:
+            _save_counts(accelerator, run.counts, run.run_dir)
+    row = _row(run.step, sums, counts, lam, run.optimizer, grad_norm, run.ledger, run.t0)
+    row = _reduce(accelerator, row)
+    if run.main and run.step % cfg.log_every == 0:
+        run.log.write(row)
+    run.logged.append(row)
+    return row
 
-                # -- log ------------------------------------------------------------------
-                row = _row(step, sums, counts, lam, optimizer, grad_norm, ledger, t0)
-                row = _reduce(accelerator, row)
-                if main and step % cfg.log_every == 0:
-                    log.write(row)
-                logged.append(row)
-                info = f"loss {row['loss']:.4f}" if row.get("loss") is not None else ""
-                progress.update(bar, completed=step, info=info)
-                _check_failures(ledger, cfg.data.max_failed_fraction)
 
-                # -- checkpoint -----------------------------------------------------------
-                if (cfg.save_every and step % cfg.save_every == 0) or step == stop:
-                    last_ckpt = _save(
-                        cfg, accelerator, model, optimizer, run_dir, step, epoch,
-                        batch_in_epoch, total, row,
-                    )  # fmt: skip
-
-    finished = step >= total
-    if procs > 1:
-        ledger = _gather_ledger(ledger)
-    if track:
-        _save_counts(accelerator, data_counts, run_dir)
-    if main and finished and last_ckpt is not None:
-        ckpt_io.mark_final(run_dir, last_ckpt)
-    if main:
+def _finish(run: _Run) -> TrainResult:
+    """Mark a finished run, write ``run.json`` and the ledgers, and say where things are."""
+    finished = run.step >= run.total
+    ledger = _gather_ledger(run.ledger) if run.procs > 1 else run.ledger
+    if run.track:
+        _save_counts(run.accelerator, run.counts, run.run_dir)
+    if run.main and finished and run.last_ckpt is not None:
+        ckpt_io.mark_final(run.run_dir, run.last_ckpt)
+    if run.main:
         summary = {
-            "step": step, "total_steps": total, "finished": finished,
-            "checkpoint": str(last_ckpt) if last_ckpt else None,
-            "resumed_from": str(resumed_from) if resumed_from else None,
-            "seconds": round(time.perf_counter() - t0, 2), "samples": ledger.to_dict(),
-            "records": data.ledger.to_dict(),
-        }  # fmt: skip
-        atomic_write_text(run_dir / "run.json", json.dumps(summary, indent=2) + "\n")
-    say(ledger.summary())
-    say(
-        f"{'finished' if finished else 'stopped'} at step {step}/{total}; "
-        f"checkpoint: {last_ckpt}; run folder: {run_dir}"
+            "step": run.step,
+            "total_steps": run.total,
+            "finished": finished,
+            "checkpoint": str(run.last_ckpt) if run.last_ckpt else None,
+            "resumed_from": str(run.resumed_from) if run.resumed_from else None,
+            "seconds": round(time.perf_counter() - run.t0, 2),
+            "samples": ledger.to_dict(),
+            "records": run.data.ledger.to_dict(),
+        }
+        atomic_write_text(run.run_dir / "run.json", json.dumps(summary, indent=2) + "\n")
+    run.say(ledger.summary())
+    run.say(
+        f"{'finished' if finished else 'stopped'} at step {run.step}/{run.total}; "
+        f"checkpoint: {run.last_ckpt}; run folder: {run.run_dir}"
     )
-    accelerator.wait_for_everyone()
-    return TrainResult(run_dir, step, total, last_ckpt, resumed_from, ledger, logged, finished)
+    run.accelerator.wait_for_everyone()
+    return TrainResult(
+        run.run_dir,
+        run.step,
+        run.total,
+        run.last_ckpt,
+        run.resumed_from,
+        ledger,
+        run.logged,
+        finished,
+    )
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -570,74 +708,53 @@ def _check_failures(ledger: Ledger, max_fraction: float) -> None:
         )
 
 
-def _recount(
-    counts: DataCounts,
-    sampler: Any,
-    data: Any,
-    records: list[Any],
-    epoch: int,
-    batch_in_epoch: int,
-    seed: int,
-    per_device: int,
-    accum: int,
-    process_index: int,
-    procs: int,
-) -> None:
+def _recount(run: _Run) -> None:
     """Count the draws and augmentations of the steps before a resumption.
 
     The batches, their micro-batches and each sample's augmentation are functions of the
     seed, the epoch and the step, so laying out the finished steps again (no training)
     gives the counts the uninterrupted run had there.
     """
-    for e in range(epoch + 1):
+    sampler = run.data.sampler
+    for e in range(run.epoch + 1):
         sampler.set_epoch(e)
-        done = list(sampler)[: batch_in_epoch if e == epoch else None]
-        micro = [
-            mb
-            for i, batch in enumerate(done)
-            for mb in micro_batches(
-                batch, batch_size=per_device, grad_accum=accum, process_index=process_index,
-                num_processes=procs, seed=f"{seed}:{e}:{i}",
-            )
-        ]  # fmt: skip
+        done = list(sampler)[: run.batch_in_epoch if e == run.epoch else None]
+        micro = _micro(run, done, e, 0)
         if not micro:
             continue
-        counts.add(e, [i for mb in micro for i in mb], len(micro) // accum)
-        if data.prepare is not None:
-            data.prepare.epoch_samples(
-                records, micro, epoch=e, first_step=0, batch_size=per_device,
-                grad_accum=accum, process_index=process_index, num_processes=procs,
-            )  # fmt: skip
+        run.counts.add(e, [i for mb in micro for i in mb], len(micro) // run.cfg.optim.grad_accum)
+        _prepared(run, micro, e, 0)
 
 
-def _save(
-    cfg: TrainConfig,
-    accelerator: Accelerator,
-    model: EarthVLM,
-    optimizer: torch.optim.Optimizer,
-    run_dir: Path,
-    step: int,
-    epoch: int,
-    batch_in_epoch: int,
-    total: int,
-    row: dict[str, Any],
-) -> Path:
+def _save(run: _Run, row: dict[str, Any]) -> Path:
+    """Checkpoint after the current step (every process waits; the main one writes)."""
+    cfg, accelerator, step = run.cfg, run.accelerator, run.step
     accelerator.wait_for_everyone()
-    path = run_dir / f"checkpoint-{step}"
+    path = run.run_dir / f"checkpoint-{step}"
     if accelerator.is_main_process:
         info = {"step": step, "config": cfg.to_dict(), **ckpt_io.provenance()}
         state = {
-            "step": step, "epoch": epoch, "batch_in_epoch": batch_in_epoch,
-            "total_steps": total, "config": cfg.to_dict(), "metrics": row,
+            "step": step,
+            "epoch": run.epoch,
+            "batch_in_epoch": run.batch_in_epoch,
+            "total_steps": run.total,
+            "config": cfg.to_dict(),
+            "metrics": row,
             "scheduler": {
-                "kind": "cosine_with_warmup", "step": step, "total_steps": total,
+                "kind": "cosine_with_warmup",
+                "step": step,
+                "total_steps": run.total,
                 "warmup_ratio": cfg.optim.warmup_ratio,
             },
-        }  # fmt: skip
+        }
         path = ckpt_io.save_checkpoint(
-            run_dir, step, write_weights=lambda out: save_weights(model, out, info),
-            optimizer=optimizer, state=state, keep_last=cfg.keep_last,
-        )  # fmt: skip
+            run.run_dir,
+            step,
+            write_weights=lambda out: save_weights(run.model, out, info),
+            optimizer=run.optimizer,
+            state=state,
+            keep_last=cfg.keep_last,
+        )
     accelerator.wait_for_everyone()
     return path
 
