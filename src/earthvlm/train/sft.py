@@ -33,7 +33,8 @@ Where this departs from the paper (and why):
 Resuming: checkpoints are taken after whole optimiser steps and hold the sampler
 position, optimiser moments, schedule step and RNG states; Eq. 4's draws are seeded
 per micro-batch from the run seed and the step. A run stopped at step k and resumed
-gives the weights and losses of the uninterrupted run (tests/train/test_resume.py).
+gives the weights and losses of the uninterrupted run (``tests/train/test_sft.py``,
+``tests/train/test_mixture_training.py``).
 """
 
 from __future__ import annotations
