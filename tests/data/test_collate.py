@@ -79,9 +79,13 @@ def test_labels_cover_assistant_turns_only_and_padding_is_right(
     x = batch.inputs
     assert batch.ids == ["r0", "r1"] and batch.targets is None
     assert set(x) == {
-        "input_ids", "attention_mask", "mm_token_type_ids", "labels", "pixel_values",
+        "input_ids",
+        "attention_mask",
+        "mm_token_type_ids",
+        "labels",
+        "pixel_values",
         "image_grid_thw",
-    }  # fmt: skip
+    }
     tok = bb.tokenizer
     for row, answer in enumerate(["a small vehicle", "ship"]):
         learned = x["labels"][row][x["labels"][row] != IGNORE_INDEX]
@@ -157,9 +161,12 @@ def test_failed_samples_are_left_out_and_counted_with_reasons(
     assert batch.ids == ["ok", "ok2"]
     assert batch.ledger.balanced and batch.ledger.ok == 2
     assert dict(batch.ledger.failed) == {
-        "path_escape": 2, "missing_image": 1, "unreadable_image": 1, "unsupported_image": 2,
+        "path_escape": 2,
+        "missing_image": 1,
+        "unreadable_image": 1,
+        "unsupported_image": 2,
         "control_token": 1,
-    }  # fmt: skip
+    }
     reasons = {rid: reason for rid, reason, _ in batch.failures}
     # 8-bit "multispectral" needs its reflectance scale in the record's meta
     assert reasons["symlink"] == "path_escape" and reasons["ms"] == "unsupported_image"
@@ -330,9 +337,9 @@ def test_the_text_shortcut_gives_the_processor_s_arrays(
     recs = _conversations(family)
     fast = Collator(bb, root, mode=mode)  # type: ignore[arg-type]
     slow = Collator(bb, root, mode=mode)  # type: ignore[arg-type]
-    slow._fast_text = False  # the processor's apply_chat_template for every sample
+    slow.text.fast = False  # the processor's apply_chat_template for every sample
     a, b = fast(recs), slow(recs)
-    assert fast._fast_text is True  # checked on the first sample, then used
+    assert fast.text.fast is True  # checked on the first sample, then used
     assert a.ids == b.ids == ["multi", "turns", "text"] and not a.failures
     assert set(a.inputs) == set(b.inputs)
     for key in b.inputs:
@@ -350,18 +357,18 @@ def test_a_text_shortcut_that_differs_is_dropped(
     bb = backbones["qwen3_vl"]
     recs = _conversations("qwen3_vl")
     collator = Collator(bb, root)
-    real = collator._encode_text
+    real = collator.text.shortcut
 
     def off_by_one(messages):  # type: ignore[no-untyped-def]
         out = real(messages)
         out["attention_mask"] = out["attention_mask"][:, 1:]
         return out
 
-    monkeypatch.setattr(collator, "_encode_text", off_by_one)
+    monkeypatch.setattr(collator.text, "shortcut", off_by_one)
     with pytest.warns(UserWarning, match="text shortcut differs from the processor"):
         batch = collator(recs)
-    assert collator._fast_text is False
+    assert collator.text.fast is False
     slow = Collator(bb, root)
-    slow._fast_text = False
+    slow.text.fast = False
     ref = slow(recs).inputs
     assert all(torch.equal(batch.inputs[k], ref[k]) for k in ref)

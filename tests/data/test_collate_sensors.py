@@ -131,7 +131,7 @@ def test_sar_scaling_is_part_of_the_image_cache_key(bb: Any, root: Path) -> None
     ref = ImageRef(path="images/db.tif", modality="sar")
     a = _pixels(c, ref)
     b = _pixels(c, ref, {"sar_scaling": DbScale(min_db=-25.0, span_db=30.0).formula()})
-    assert not np.array_equal(a, b) and len(c._images) == 2
+    assert not np.array_equal(a, b) and len(c.images.cache) == 2
 
 
 def test_unreadable_sensor_images_are_counted_with_reasons(bb: Any, root: Path) -> None:
@@ -147,9 +147,14 @@ def test_unreadable_sensor_images_are_counted_with_reasons(bb: Any, root: Path) 
     batch = Collator(bb, root)(recs)
     assert batch.ids == ["ok"] and batch.modalities == [["sar"]]
     reasons = {rid: reason for rid, reason, _ in batch.failures}
-    assert reasons == {"ms": "unsupported_image", "sar3": "unsupported_image",
-                       "u16": "unsupported_image", "bands": "unsupported_image",
-                       "units": "unsupported_image", "scaling": "unsupported_image"}  # fmt: skip
+    assert reasons == {
+        "ms": "unsupported_image",
+        "sar3": "unsupported_image",
+        "u16": "unsupported_image",
+        "bands": "unsupported_image",
+        "units": "unsupported_image",
+        "scaling": "unsupported_image",
+    }
     messages = {rid: msg for rid, _, msg in batch.failures}
     assert "sar_units" in messages["u16"] and "dB = value / 255" in messages["scaling"]
 

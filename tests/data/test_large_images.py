@@ -70,9 +70,18 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("scenes")
     _scene().save(root / "big.jpg", quality=75)  # ~1.7 MB (0.4 GB in memory while saved)
     _scene(10).save(root / "small.jpg", quality=75)
-    profile = {"driver": "GTiff", "width": W, "height": H, "count": 3, "dtype": "uint8",
-               "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate",
-               "sparse_ok": True}  # fmt: skip
+    profile = {
+        "driver": "GTiff",
+        "width": W,
+        "height": H,
+        "count": 3,
+        "dtype": "uint8",
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "sparse_ok": True,
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", NotGeoreferencedWarning)
         for name in ("big.tif", "big_ovr.tif"):
@@ -82,13 +91,16 @@ def scenes(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 for y in range(0, H, 1000):
                     ds.write(rows, window=Window(0, y, W // 2, 1000))
                 x1, y1, x2, y2 = SQUARE
-                ds.write(np.full((3, y2 - y1, x2 - x1), 255, np.uint8),
-                         window=Window(x1, y1, x2 - x1, y2 - y1))  # fmt: skip
+                ds.write(
+                    np.full((3, y2 - y1, x2 - x1), 255, np.uint8),
+                    window=Window(x1, y1, x2 - x1, y2 - y1),
+                )
                 if name == "big_ovr.tif":
                     ds.build_overviews([2, 4, 8, 16], Resampling.average)
         small = np.asarray(_scene(10)).transpose(2, 0, 1)
-        with rasterio.open(root / "small.tif", "w", **{**profile, "width": W // 10,
-                                                       "height": H // 10}) as ds:  # fmt: skip
+        with rasterio.open(
+            root / "small.tif", "w", **{**profile, "width": W // 10, "height": H // 10}
+        ) as ds:
             ds.write(small)
     return root
 
@@ -183,12 +195,12 @@ def test_a_large_geotiff_is_read_reduced_with_and_without_overviews(
     gdal_reads: list[tuple[tuple[int, int], tuple[int, ...]]],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import earthvlm.data.collate as collate_module
+    import earthvlm.data.collate.images as image_reading
 
     def no_full_read(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the whole raster was read")
 
-    monkeypatch.setattr(collate_module, "read_pixels", no_full_read)
+    monkeypatch.setattr(image_reading, "read_pixels", no_full_read)
     collator = Collator(backbone, scenes, mode="generate")
     batch, peak = _peak_traced(lambda: collator([_record("big", name)]))
     assert batch.ledger.ok == 1 and batch.reduced_images == [1] and collator.reduced_reads == 1
@@ -294,15 +306,26 @@ def test_a_reduced_png_composites_alpha_onto_white(tmp_path: Path) -> None:
 def _interlaced_png(path: Path, w: int, h: int, rgb: tuple[int, int, int]) -> None:
     """A flat RGB PNG, Adam7-interlaced (neither Pillow nor GDAL writes them)."""
     raw = b""
-    for x0, y0, dx, dy in ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4),
-                           (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)):  # fmt: skip
+    for x0, y0, dx, dy in (
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ):
         pw, ph = max(0, -(-(w - x0) // dx)), max(0, -(-(h - y0) // dy))
         if pw and ph:
             raw += (b"\x00" + bytes(rgb) * pw) * ph
 
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 1)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header)
-                     + _chunk(b"IDAT", zlib.compress(raw)) + _chunk(b"IEND", b""))  # fmt: skip
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", header)
+        + _chunk(b"IDAT", zlib.compress(raw))
+        + _chunk(b"IEND", b"")
+    )
 
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
@@ -349,8 +372,14 @@ def test_what_cannot_be_reduced_within_the_budgets_is_refused(
     with pytest.raises(ImageTooLargeError, match="1/8 scale"):
         decode_reduced(scenes / "big.jpg", rule, max_pixels=1_000_000)  # 1500 x 1125 at best
     capped = Collator(backbone, scenes, mode="generate", max_scan_pixels=10_000_000)
-    batch = capped([_record("jpg", "big.jpg"), _record("tif", "big.tif"),
-                    _record("ovr", "big_ovr.tif"), _record("small", "small.jpg")])  # fmt: skip
+    batch = capped(
+        [
+            _record("jpg", "big.jpg"),
+            _record("tif", "big.tif"),
+            _record("ovr", "big_ovr.tif"),
+            _record("small", "small.jpg"),
+        ]
+    )
     # the overview 16x is under the scan cap; the raster without overviews is not
     assert batch.ids == ["ovr", "small"] and batch.reduced_images == [1, 0]
     assert dict(batch.ledger.failed) == {"image_too_large": 2}
@@ -409,8 +438,9 @@ def test_a_reduced_jpeg_is_upright(tmp_path: Path) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
     _scene(10).save(tmp_path / "rotated.jpg", quality=90, exif=exif)  # stored 1200 x 900
-    out = decode_reduced(tmp_path / "rotated.jpg", lambda h, w: (h // 10, w // 10),
-                         max_pixels=100_000)  # fmt: skip
+    out = decode_reduced(
+        tmp_path / "rotated.jpg", lambda h, w: (h // 10, w // 10), max_pixels=100_000
+    )
     full = decode_image(tmp_path / "rotated.jpg").resize((90, 120), Image.Resampling.BICUBIC)
     assert out.size == (90, 120) and out.info[SOURCE_SIZE_KEY] == (900, 1200)
     assert np.abs(np.asarray(out, float) - np.asarray(full, float)).mean() < 3
