@@ -30,3 +30,8 @@ class RecordError(EarthVLMError, ValueError):
 
 class SamplerError(EarthVLMError, ValueError):
     """A sampler's constraints cannot be satisfied by the data it was given."""
+
+
+class ConfigError(EarthVLMError, ValueError):
+    """A config (a YAML file, a mapping, a ``--set`` override) is unreadable or has a bad
+    key or value; the message names the file, the dotted key and what is allowed."""

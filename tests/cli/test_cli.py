@@ -312,7 +312,43 @@ def test_synth_writes_a_dataset(runner: CliRunner, tmp_path: Path) -> None:
     assert "records" in result.stdout
 
 
+def test_fusion_world_takes_set_for_every_world_field(runner: CliRunner, tmp_path: Path) -> None:
+    out = tmp_path / "world"
+    args = ["fusion", "world", str(out), "--n-scenes", "2", "--seed", "3"]
+    result = runner.invoke(
+        app,
+        [*args, "--set", "chip_background=textured", "--set", "cloud_cover=[0.5, 0.6]"],
+        env=ENV,
+    )
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "manifest.json").read_text(encoding="utf-8"))["config"]
+    assert config["chip_background"] == "textured" and config["cloud_cover"] == [0.5, 0.6]
+    assert config["n_scenes"] == 2 and config["seed"] == 3
+    bad = runner.invoke(app, [*args, "--set", "chip_backgrond=flat"], env=ENV)
+    assert bad.exit_code == 2 and "did you mean 'chip_background'" in bad.output
+    bad = runner.invoke(app, [*args, "--set", "n_scenes=2.5"], env=ENV)
+    assert bad.exit_code == 2 and "n_scenes=2.5: expected an integer" in bad.output
+
+
+def test_fusion_run_refuses_a_bad_set_before_running(runner: CliRunner, tmp_path: Path) -> None:
+    args = ["fusion", "run", "--preset", "ci", "--out", str(tmp_path / "x")]
+    result = runner.invoke(app, [*args, "--set", "stepz=3"], env=ENV)
+    assert result.exit_code == 2 and "did you mean 'steps'" in result.output
+    assert not (tmp_path / "x").exists()
+
+
 def test_synth_refuses_a_bad_range(runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(app, ["synth", "--out", str(tmp_path), "--gsd-range", "0,5"], env=ENV)
     assert result.exit_code == 2
     assert "gsd_range_m" in result.output
+
+
+def test_quickstart_takes_set_overrides_through_the_config_builder(tmp_path: Path) -> None:
+    runner = CliRunner(env={"COLUMNS": "200"})
+    bad = runner.invoke(app, ["quickstart", "--preset", "ci", "--out", str(tmp_path),
+                              "--set", "stage1_stpes=3"])  # fmt: skip
+    assert bad.exit_code == 2 and "stage1_stpes" in bad.output and "did you mean" in bad.output
+    wrong = runner.invoke(app, ["quickstart", "--preset", "ci", "--out", str(tmp_path),
+                                "--set", "seed=1.5"])  # fmt: skip
+    assert wrong.exit_code == 2 and "seed=1.5" in wrong.output
+    assert not any(tmp_path.iterdir())  # refused before anything ran

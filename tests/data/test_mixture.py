@@ -173,16 +173,19 @@ def test_counts_print_and_save(tmp_path: Path) -> None:
     [
         ({"subsets": [{"name": "a", "records": "x", "weight": -1}]}, r"subset 'a': weight=-1"),
         ({"subsets": [{"name": "a", "records": "x", "repeat": 0}]}, r"subset 'a': repeat=0"),
-        ({"subsets": [{"name": "a", "records": "x", "repeat": 1.5}]}, r"subset 'a': repeat"),
+        (
+            {"subsets": [{"name": "a", "records": "x", "repeat": 1.5}]},
+            r"subsets\[0\]\.repeat=1\.5: expected an integer \(subsets\[0\] is 'a'\)",
+        ),
         (
             {"subsets": [{"name": "a", "records": "x", "subsample": 1.5}]},
             r"subset 'a': subsample=1.5",
         ),
         (
             {"subsets": [{"name": "a", "records": "x", "wieght": 1}]},
-            r"subset 'a': unknown field 'wieght'; did you mean 'weight'",
+            r"unknown config key 'subsets\[0\]\.wieght'; did you mean 'subsets\[0\]\.weight'",
         ),
-        ({"subsets": [{"name": "a"}]}, r"subset 'a': needs 'name' and 'records'"),
+        ({"subsets": [{"name": "a"}]}, r"config is missing \['subsets\[0\]\.records'\]"),
         (
             {
                 "subsets": [

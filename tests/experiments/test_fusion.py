@@ -131,7 +131,7 @@ def test_presets_and_fields_are_checked() -> None:
     assert preset("ci").steps < preset("quick").steps < preset("full").steps
     with pytest.raises(ValueError, match="preset 'huge' unknown"):
         preset("huge")
-    with pytest.raises(ValueError, match="unknown FusionExpConfig field"):
+    with pytest.raises(ValueError, match=r"unknown config key 'stepz'; did you mean 'steps'"):
         preset("ci", stepz=3)
     with pytest.raises(ValueError, match="methods"):
         preset("ci", methods=("hca", "attention"))
@@ -139,6 +139,13 @@ def test_presets_and_fields_are_checked() -> None:
         preset("ci", size_px=8)
     with pytest.raises(ValueError, match="layout='tiles'"):
         preset("ci", layout="tiles")
+    # the CLI's --set texts go through the same builder, after the named overrides
+    assert preset("ci", sets=["lr=1e-3", "methods=[hca, concat]"], steps=5).methods == (
+        "hca",
+        "concat",
+    )
+    with pytest.raises(ValueError, match=r"steps=2\.5: expected an integer"):
+        preset("ci", sets=["steps=2.5"])
     tc = train_config(preset("ci"), "cosine", Path("r.jsonl"), Path("out"))
     assert tc.fusion is not None and tc.fusion.method == "cosine" and tc.seg is not None
 

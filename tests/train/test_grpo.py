@@ -279,6 +279,20 @@ def test_config_errors_name_the_field() -> None:
     assert grpo_config_from_dict(data).grpo.lr == 1e-6 and data == {"grpo": {"lr": "1e-6"}}
 
 
+def test_recipes_take_overrides_and_errors_name_the_file() -> None:
+    from earthvlm.errors import EarthVLMError
+
+    recipe = ROOT / "configs" / "grpo_tiny_cpu.yaml"
+    cfg = load_grpo_config(recipe, ["grpo.lr=2e-6", "policy.kind=lora"])
+    assert cfg.grpo.lr == 2e-6 and cfg.policy.kind == "lora"
+    with pytest.raises(
+        EarthVLMError, match=r"grpo_tiny_cpu\.yaml: grpo\.max_steps=2\.5: expected an int"
+    ):
+        load_grpo_config(recipe, ["grpo.max_steps=2.5"])
+    with pytest.raises(EarthVLMError, match=r"policy\.kind='dora': choose one of \['full'"):
+        load_grpo_config(recipe, ["policy.kind=dora"])
+
+
 def test_tasks_file(tmp_path: Path) -> None:
     from earthvlm.errors import EarthVLMError
     from earthvlm.train.grpo import load_tasks

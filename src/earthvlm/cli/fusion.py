@@ -7,9 +7,11 @@
   ``report.json`` and ``figures/mas_per_layer.png``. Open-ended answers go to the judge
   given by ``--judge-url`` / ``--judge-model`` (any OpenAI-compatible server), else to a
   local rule-based judge on loopback (class-name overlap; the report says which).
+  ``--set key=value`` overrides any field of the preset's config.
 * ``earthvlm fusion world OUT``: writes the experiment's synthetic dataset (co-registered
   optical + SAR GeoTIFFs, clouds, masks, records in three settings) for ``earthvlm
-  train`` with a ``fusion:`` / ``seg:`` recipe (``configs/fusion_hca_tiny_cpu.yaml``).
+  train`` with a ``fusion:`` / ``seg:`` recipe (``configs/fusion_hca_tiny_cpu.yaml``);
+  ``--set key=value`` sets any :class:`~earthvlm.synth.fusion_world.WorldConfig` field.
 """
 
 from __future__ import annotations
@@ -66,6 +68,14 @@ def run_command(
         str | None,
         typer.Option(help="Environment variable holding the judge's API key (none: no key)."),
     ] = None,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override one FusionExpConfig field, e.g. --set lr=1e-3 (repeatable; "
+            "applied after the other options).",
+        ),
+    ] = None,
 ) -> None:
     """Train and compare fusion methods on optical-under-cloud + SAR scenes; write a report."""
     from earthvlm.errors import EarthVLMError
@@ -80,7 +90,7 @@ def run_command(
         overrides["steps"] = steps
     folder = out or Path("runs") / f"fusion-{preset_name}"
     try:
-        cfg = preset(preset_name, **overrides)
+        cfg = preset(preset_name, sets=sets or [], **overrides)
         cache = str(folder / "judge-cache") if judge_url else None
         judge = judge_client(None, judge_url, judge_model, cache, judge_key_env)
     except ValueError as e:
@@ -137,13 +147,28 @@ def world_command(
         str, typer.Option(help="chip (one centred object, the experiment's default) or scene.")
     ] = "chip",
     seed: Annotated[int, typer.Option(help="Generator seed (same seed, same bytes).")] = 0,
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override one WorldConfig field, e.g. --set chip_background=textured "
+            "(repeatable; applied after the other options).",
+        ),
+    ] = None,
 ) -> None:
     """Write the fusion experiment's synthetic optical + SAR dataset."""
     from earthvlm.synth.fusion_world import WorldConfig, write_world
+    from earthvlm.typed import apply_overrides, build_dataclass
 
+    fields = {
+        "n_scenes": n_scenes,
+        "size_px": size_px,
+        "cloud_prob": cloud_prob,
+        "layout": layout,
+        "seed": seed,
+    }
     try:
-        cfg = WorldConfig(n_scenes=n_scenes, size_px=size_px, cloud_prob=cloud_prob, seed=seed,
-                          layout=layout)  # fmt: skip
+        cfg = build_dataclass(WorldConfig, apply_overrides(fields, sets or []))
     except ValueError as e:
         err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from None

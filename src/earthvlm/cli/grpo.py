@@ -92,24 +92,15 @@ def grpo_command(
 ) -> None:
     """GRPO on the zoom loop: the policy decides whether and where to zoom (TRL's
     GRPOTrainer). Exit code 2 for config or argument errors, 1 if training fails."""
-    import yaml
-
     from earthvlm.errors import EarthVLMError
-    from earthvlm.train.config import apply_overrides
-    from earthvlm.train.grpo import grpo_config_from_dict
+    from earthvlm.train.grpo import load_grpo_config
 
     if not config.is_file():
         raise _fail(f"{config}: no such config file (see configs/grpo_tiny_cpu.yaml)")
     try:
-        data = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise _fail(f"{config}: cannot read the recipe ({e})") from None
-    if not isinstance(data, dict):
-        raise _fail(f"{config}: a recipe is a mapping of fields, got {type(data).__name__}")
-    try:
-        cfg = grpo_config_from_dict(apply_overrides(data, set_ or []))
-    except (ValueError, TypeError) as e:
-        raise _fail(f"config error: {config}: {e}") from None
+        cfg = load_grpo_config(config, set_ or [])
+    except EarthVLMError as e:
+        raise _fail(f"config error: {e}") from None
     score_fn = None
     if bench is not None:
         from earthvlm.eval.benchmarks import BenchmarkError

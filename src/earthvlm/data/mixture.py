@@ -49,25 +49,21 @@ import json
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
-import yaml
 
 from earthvlm.data.jsonl import read_records
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.record import Record
 from earthvlm.data.sampler import BalancedScaleSampler
-from earthvlm.errors import EarthVLMError
 from earthvlm.io import atomic_write_text
 from earthvlm.scale.gsd import GSD
 from earthvlm.scale.tiers import DEFAULT_TIERS, TierScheme
+from earthvlm.typed import build_dataclass, load_yaml_config
 
-_SUBSET_FIELDS = ("name", "records", "root", "weight", "repeat", "subsample")
-_MIXTURE_FIELDS = ("subsets", "seed", "epoch_size", "root", "schedule")
-_STEP_FIELDS = ("epoch", "weights")
 #: Stream ids mixed into the seed, so subsampling and drawing use independent streams.
 _SUBSAMPLE_STREAM, _DRAW_STREAM = 1, 2
 
@@ -78,14 +74,6 @@ def _number(value: Any, where: str, *, integer: bool = False) -> float:
         kind = "an integer" if integer else "a finite number"
         raise ValueError(f"{where}={value!r}: expected {kind}")
     return value
-
-
-def _unknown_keys(data: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
-    for key in data:
-        if key not in allowed:
-            close = difflib.get_close_matches(str(key), allowed, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {list(allowed)}"
-            raise ValueError(f"{where}: unknown field {key!r}{hint}")
 
 
 @dataclass(frozen=True)
@@ -214,68 +202,39 @@ def mixture_from_dict(data: Mapping[str, Any], base_dir: str | Path | None = Non
             left relative, i.e. to the working directory).
 
     Raises:
-        ValueError: For unknown fields (with a suggestion) or bad values, naming the
-            subset (or schedule step) and the field.
+        ConfigError: For unknown fields (with a suggestion) or bad values, naming the
+            dotted key (``subsets[1].weight``) or the subset (a ``ValueError``).
     """
-    if not isinstance(data, Mapping):
-        raise ValueError(f"a mixture is a mapping of fields, got {type(data).__name__}")
-    _unknown_keys(data, _MIXTURE_FIELDS, "mixture")
-    raw_subsets = data.get("subsets")
-    if not isinstance(raw_subsets, list) or not raw_subsets:
-        raise ValueError("subsets: give a list of subsets ({name, records, ...})")
-
-    def path(value: Any) -> Any:
-        if base_dir is None or not isinstance(value, str) or Path(value).is_absolute():
-            return value
-        return str(Path(base_dir) / value)
-
-    subsets = []
-    for k, raw in enumerate(raw_subsets):
-        name = raw.get("name") if isinstance(raw, Mapping) else None
-        where = f"subset {name!r}" if name else f"subsets[{k}]"
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"{where}: expected a mapping of subset fields, got {raw!r}")
-        _unknown_keys(raw, _SUBSET_FIELDS, where)
-        if "name" not in raw or "records" not in raw:
-            raise ValueError(f"{where}: needs 'name' and 'records'")
-        subsets.append(
-            SubsetConfig(**{**raw, "records": path(raw["records"]), "root": path(raw.get("root"))})
-        )
-    schedule = []
-    for k, raw in enumerate(data.get("schedule") or []):
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"schedule[{k}]: expected {{epoch, weights}}, got {raw!r}")
-        _unknown_keys(raw, _STEP_FIELDS, f"schedule[{k}]")
-        if "epoch" not in raw or "weights" not in raw:
-            raise ValueError(f"schedule[{k}]: needs 'epoch' and 'weights'")
-        schedule.append(WeightStep(raw["epoch"], dict(raw["weights"] or {})))
-    return MixtureConfig(
-        subsets=tuple(subsets),
-        seed=data.get("seed", 0),
-        epoch_size=data.get("epoch_size"),
-        root=path(data.get("root")),
-        schedule=tuple(schedule),
-    )
+    return _rebased(build_dataclass(MixtureConfig, data), base_dir)
 
 
-def load_mixture_config(path: str | Path, base_dir: str | Path | None = None) -> MixtureConfig:
-    """Read and validate a mixture YAML file.
+def load_mixture_config(
+    path: str | Path, base_dir: str | Path | None = None, overrides: Sequence[str] = ()
+) -> MixtureConfig:
+    """Read and validate a mixture YAML file, with ``--set``-style ``overrides``.
 
     Raises:
-        EarthVLMError: If the file is missing or not valid YAML.
-        ValueError: For bad fields (see :func:`mixture_from_dict`).
+        ConfigError: If the file is missing or not a YAML mapping, or for bad fields
+            (naming the file; see :func:`mixture_from_dict`).
     """
-    p = Path(path)
-    if not p.is_file():
-        raise EarthVLMError(f"{p}: no such mixture file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise EarthVLMError(f"{p}: not valid YAML ({e})") from None
-    try:
-        return mixture_from_dict(data, base_dir)
-    except ValueError as e:
-        raise ValueError(f"{p}: {e}") from None
+    config = load_yaml_config(MixtureConfig, path, overrides, what="mixture")
+    return _rebased(config, base_dir)
+
+
+def _rebased(config: MixtureConfig, base_dir: str | Path | None) -> MixtureConfig:
+    """``config`` with its relative ``records`` and ``root`` paths joined to ``base_dir``."""
+    if base_dir is None:
+        return config
+
+    def path(value: str) -> str:
+        return value if Path(value).is_absolute() else str(Path(base_dir) / value)
+
+    subsets = tuple(
+        replace(s, records=path(s.records), root=None if s.root is None else path(s.root))
+        for s in config.subsets
+    )
+    root = None if config.root is None else path(config.root)
+    return replace(config, subsets=subsets, root=root)
 
 
 @dataclass(frozen=True)

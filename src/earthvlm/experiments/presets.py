@@ -2,27 +2,34 @@
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
+
+from earthvlm.errors import ConfigError
+from earthvlm.typed import apply_overrides, build_dataclass
 
 T = TypeVar("T")
 
 
-def build_preset(cls: type[T], presets: Mapping[str, Mapping[str, Any]], name: str,
-                 overrides: Mapping[str, Any]) -> T:  # fmt: skip
-    """``cls`` from preset ``name`` with ``overrides`` applied and ``preset=name`` set.
+def build_preset(
+    cls: type[T],
+    presets: Mapping[str, Mapping[str, Any]],
+    name: str,
+    overrides: Mapping[str, Any],
+    sets: Sequence[str] = (),
+) -> T:
+    """``cls`` from preset ``name``, then ``overrides`` (fields by name), then ``sets``
+    (``--set key=value`` texts), validated by :func:`earthvlm.typed.build_dataclass`;
+    ``preset=name`` is set.
 
     Raises:
-        ValueError: For an unknown preset or field.
+        ConfigError: For an unknown preset, an unknown field (with a suggestion) or a
+            bad value (a ``ValueError``).
     """
     if name not in presets:
-        raise ValueError(f"preset {name!r} unknown; choose from {sorted(presets)}")
-    names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-    bad = sorted(set(overrides) - names)
-    if bad:
-        raise ValueError(f"unknown {cls.__name__} field(s) {bad}; valid: {sorted(names)}")
-    return cls(**{**presets[name], **overrides, "preset": name})
+        raise ConfigError(f"preset {name!r} unknown; choose from {sorted(presets)}")
+    data = apply_overrides({**presets[name], **overrides}, sets)
+    return build_dataclass(cls, {**data, "preset": name})
 
 
 __all__ = ["build_preset"]

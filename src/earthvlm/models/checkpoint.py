@@ -17,7 +17,7 @@ import torch
 
 from earthvlm import __version__
 from earthvlm.errors import EarthVLMError
-from earthvlm.io import atomic_dir
+from earthvlm.io import UntrustedJSONError, atomic_dir, loads_untrusted
 from earthvlm.provenance import git_commit, package_version
 
 from .backbone import MODEL_CLASSES, Backbone, _backbone
@@ -77,10 +77,11 @@ def save_backbone(backbone: Backbone, directory: str | Path, *, overwrite: bool 
     return target
 
 
-def _read_json(path: Path, what: str) -> dict[str, Any]:
+def read_json_object(path: Path, what: str) -> dict[str, Any]:
+    """The JSON object in ``path``, or an EarthVLMError naming the file and ``what``."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        data = loads_untrusted(path.read_bytes())
+    except (OSError, UntrustedJSONError) as e:
         raise EarthVLMError(f"{path}: cannot read {what}: {e}") from e
     if not isinstance(data, dict):
         raise EarthVLMError(f"{path}: {what} is not a JSON object")
@@ -97,7 +98,7 @@ def _check_folder(path: Path) -> tuple[str, dict[str, Any]]:
             f"{path}: config.json is missing; point at a folder written by save_backbone "
             "or a downloaded Qwen3-VL / Qwen2.5-VL checkpoint"
         )
-    model_type = _read_json(config_file, "the model config").get("model_type")
+    model_type = read_json_object(config_file, "the model config").get("model_type")
     if model_type not in FAMILIES:
         raise EarthVLMError(
             f"{config_file}: model_type={model_type!r} is not a supported backbone; "
@@ -115,7 +116,7 @@ def _check_folder(path: Path) -> tuple[str, dict[str, Any]]:
     # transformers 5 keeps the image processor in processor_config.json; older
     # checkpoints (and the hub's Qwen folders) in preprocessor_config.json.
     processor_file = path / "processor_config.json"
-    in_processor = processor_file.is_file() and "image_processor" in _read_json(
+    in_processor = processor_file.is_file() and "image_processor" in read_json_object(
         processor_file, "the processor config"
     )
     if not in_processor and not (path / "preprocessor_config.json").is_file():
@@ -125,7 +126,7 @@ def _check_folder(path: Path) -> tuple[str, dict[str, Any]]:
         )
     meta: dict[str, Any] = {}
     if (path / META_FILE).is_file():
-        meta = _read_json(path / META_FILE, "earthvlm metadata")
+        meta = read_json_object(path / META_FILE, "earthvlm metadata")
         unknown = sorted(set(meta) - _META_KEYS)
         if unknown:
             logger.warning("%s: ignoring unknown keys %s", path / META_FILE, unknown)

@@ -39,11 +39,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from earthvlm.errors import EarthVLMError
+from earthvlm.errors import ConfigError, EarthVLMError
 from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.models.processor import FAMILIES
 from earthvlm.models.recipe import ModelConfig, ModelRecipe
@@ -186,17 +185,13 @@ def read_recipe(run_dir: str | Path) -> tuple[ModelRecipe, int]:
     """The recipe of a run folder's model and its ``data.max_length``.
 
     Raises:
-        EarthVLMError: If ``config.yaml`` is unreadable or its model sections are invalid.
+        ConfigError: If ``config.yaml`` is unreadable or its model sections are invalid
+            (an ``EarthVLMError``).
     """
-    from earthvlm.typed import build_dataclass
+    from earthvlm.typed import build_dataclass, read_yaml
 
     path = Path(run_dir) / RUN_CONFIG_FILE
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as e:
-        raise EarthVLMError(f"{path}: cannot read the run's config ({e})") from None
-    if not isinstance(data, dict):
-        raise EarthVLMError(f"{path}: not a mapping of config fields")
+    data = read_yaml(path, "run config")
     section = data.get("data") if isinstance(data.get("data"), dict) else {}
     fields = {
         k: data[k] for k in ("stage", "seed", "model", "adapter", "fusion", "seg") if k in data
@@ -205,8 +200,8 @@ def read_recipe(run_dir: str | Path) -> tuple[ModelRecipe, int]:
         fields["gsd_as_text"] = section["gsd_as_text"]
     try:
         recipe = build_dataclass(ModelRecipe, fields)
-    except ValueError as e:
-        raise EarthVLMError(f"{path}: {e}") from None
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     max_length = section.get("max_length", 8192)
     return recipe, int(max_length) if isinstance(max_length, int) else 8192
 
@@ -215,13 +210,9 @@ def read_recipe(run_dir: str | Path) -> tuple[ModelRecipe, int]:
 
 
 def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise EarthVLMError(f"{path}: cannot read it as JSON ({e})") from None
-    if not isinstance(data, dict):
-        raise EarthVLMError(f"{path}: not a JSON object")
-    return data
+    from earthvlm.models.checkpoint import read_json_object
+
+    return read_json_object(path, "the config")
 
 
 def detect(path: str | Path) -> str:

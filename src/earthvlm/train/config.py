@@ -16,21 +16,21 @@ Recipes live in ``configs/*.yaml``::
 
 and ``--set optim.lr=2e-4 --set adapter.kind=lora`` overrides single fields (values
 are parsed as YAML; numbers such as ``1e-5``, which YAML 1.1 reads as strings, are
-accepted for float fields). Relative paths are relative to the working directory.
+accepted for float fields). Reading, overrides and validation are
+:mod:`earthvlm.typed`'s, as for every other config. Relative paths are relative to the
+working directory.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from earthvlm.adapters.targets import QWEN_LINEARS
 from earthvlm.data.augment import AugmentConfig
-from earthvlm.errors import EarthVLMError
 from earthvlm.fusion.config import METHODS as FUSION_METHODS
 from earthvlm.models.recipe import (
     SEG_DECODERS,
@@ -40,8 +40,14 @@ from earthvlm.models.recipe import (
     ModelRecipe,
     SegTrainConfig,
 )
-from earthvlm.typed import build_dataclass as _build
-from earthvlm.typed import plain as _plain
+from earthvlm.typed import (
+    apply_overrides,
+    build_dataclass,
+    dump_yaml,
+    load_yaml_config,
+    parse_override,
+    plain,
+)
 
 
 @dataclass(frozen=True)
@@ -305,7 +311,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """A YAML/JSON-ready dict (tuples as lists) that :func:`config_from_dict` reads back."""
-        return _plain(dataclasses.asdict(self))
+        return plain(dataclasses.asdict(self))
 
 
 # -- reading -------------------------------------------------------------------------------
@@ -315,73 +321,27 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
     """Build and validate a :class:`TrainConfig` from a nested dict.
 
     Raises:
-        ValueError: For unknown keys (with a suggestion), wrong types or bad values,
-            naming the dotted key.
+        ConfigError: For unknown keys (with a suggestion), wrong types or bad values,
+            naming the dotted key (a ``ValueError``).
     """
-    if not isinstance(data, dict):
-        raise ValueError(f"a config is a mapping of fields, got {type(data).__name__}")
-    return _build(TrainConfig, data)
+    return build_dataclass(TrainConfig, data)
 
 
-def parse_override(text: str) -> tuple[list[str], Any]:
-    """``"optim.lr=2e-4"`` -> ``(["optim", "lr"], 2e-4)``; the value is parsed as YAML."""
-    key, sep, raw = text.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ValueError(
-            f"--set {text!r}: expected key=value with a dotted key, e.g. optim.lr=1e-4"
-        )
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as e:
-        raise ValueError(f"--set {text!r}: the value is not valid YAML ({e})") from None
-    return key.split("."), value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """A copy of ``data`` with each ``key=value`` override set (nested dicts created)."""
-    import copy
-
-    out = copy.deepcopy(data)
-    for text in overrides:
-        keys, value = parse_override(text)
-        node = out
-        for k in keys[:-1]:
-            child = node.get(k)
-            if child is None:
-                child = node[k] = {}
-            if not isinstance(child, dict):
-                raise ValueError(f"--set {text!r}: {k!r} is not a section")
-            node = child
-        node[keys[-1]] = value
-    return out
-
-
-def load_config(path: str | Path, overrides: list[str] | None = None) -> TrainConfig:
+def load_config(path: str | Path, overrides: Sequence[str] | None = None) -> TrainConfig:
     """Read a YAML recipe, apply ``--set``-style overrides, validate.
 
     Raises:
-        EarthVLMError: If the file is missing or is not valid YAML.
-        ValueError: For bad keys or values (naming the dotted key).
+        ConfigError: If the file is missing or is not valid YAML, or for bad keys or
+            values (naming the file and the dotted key); an ``EarthVLMError`` and a
+            ``ValueError``.
     """
-    p = Path(path)
-    if not p.is_file():
-        raise EarthVLMError(f"{p}: no such config file")
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise EarthVLMError(f"{p}: not valid YAML ({e})") from None
-    return config_from_dict(apply_overrides(data, overrides or []))
+    return load_yaml_config(TrainConfig, path, overrides or ())
 
 
 def dump_config(cfg: TrainConfig) -> str:
     """The config as YAML text (what the run folder's ``config.yaml`` holds)."""
-    return yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+    return dump_yaml(cfg.to_dict())
 
-
-#: The one typed dataclass-from-YAML builder (:mod:`earthvlm.typed`), re-exported for the
-#: run configs that import it from here.
-build_dataclass = _build
 
 __all__ = [
     "FUSION_METHODS",

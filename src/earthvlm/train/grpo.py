@@ -63,7 +63,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from PIL import Image
 
 from earthvlm.adapters.targets import QWEN_LINEARS
@@ -77,7 +76,6 @@ from earthvlm.train.config import (
     ModelConfig,
     TrainConfig,
 )
-from earthvlm.train.config import build_dataclass as _build_config
 from earthvlm.train.rewards import (
     RewardWeights,
     ScoreFn,
@@ -86,6 +84,7 @@ from earthvlm.train.rewards import (
     region_guided_reward,
     roi_iou_reward,
 )
+from earthvlm.typed import build_dataclass, dump_yaml, load_yaml_config
 from earthvlm.uhr.chain import ZOOM_INSTRUCTION, extract_answer, user_text
 from earthvlm.uhr.reader import UHRReader
 from earthvlm.uhr.tool import (
@@ -272,12 +271,10 @@ def grpo_config_from_dict(data: dict[str, Any]) -> GRPORunConfig:
     """A :class:`GRPORunConfig` from a (YAML) mapping; the mapping is not modified.
 
     Raises:
-        ValueError: For unknown keys (with a suggestion), wrong types or bad values,
-            naming the dotted key.
+        ConfigError: For unknown keys (with a suggestion), wrong types or bad values,
+            naming the dotted key (a ``ValueError`` and an ``EarthVLMError``).
     """
-    if not isinstance(data, dict):
-        raise ValueError(f"a config is a mapping of fields, got {type(data).__name__}")
-    return _build_config(GRPORunConfig, data)
+    return build_dataclass(GRPORunConfig, data)
 
 
 def policy_train_config(cfg: GRPORunConfig) -> TrainConfig:
@@ -305,18 +302,14 @@ def policy_train_config(cfg: GRPORunConfig) -> TrainConfig:
     )
 
 
-def load_grpo_config(path: str | Path) -> GRPORunConfig:
-    """A :class:`GRPORunConfig` from a YAML recipe.
+def load_grpo_config(path: str | Path, overrides: Sequence[str] = ()) -> GRPORunConfig:
+    """A :class:`GRPORunConfig` from a YAML recipe with ``--set``-style ``overrides``.
 
     Raises:
-        EarthVLMError: If the file cannot be read or its fields are wrong.
+        ConfigError: If the file cannot be read or its fields are wrong (an
+            ``EarthVLMError`` naming the file and the dotted key).
     """
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        return grpo_config_from_dict(data)
-    except (OSError, yaml.YAMLError, ValueError, TypeError) as e:
-        raise EarthVLMError(f"{path}: {e}") from e
+    return load_yaml_config(GRPORunConfig, path, overrides)
 
 
 # -- tasks and the environment -------------------------------------------------------------
@@ -700,7 +693,7 @@ def train_grpo(
     if main:
         atomic_write_text(run / "config.yaml", dump_config(train_cfg))
         record_base(run, train_cfg.recipe)
-        atomic_write_text(run / GRPO_CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=False))
+        atomic_write_text(run / GRPO_CONFIG_FILE, dump_yaml(cfg.to_dict()))
     saved: list[Path] = []
 
     def save(step: int) -> None:
@@ -710,7 +703,7 @@ def train_grpo(
 
         def write(folder: Path) -> None:
             save_weights(policy, folder, provenance())
-            recipe = yaml.safe_dump(cfg.to_dict(), sort_keys=False)
+            recipe = dump_yaml(cfg.to_dict())
             (folder / GRPO_CONFIG_FILE).write_text(recipe, encoding="utf-8")
 
         state = {"step": step, "config": train_cfg.to_dict(), "metrics": dict(metrics)}

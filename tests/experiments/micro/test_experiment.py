@@ -34,9 +34,12 @@ def test_presets_build_and_validate() -> None:
         mc = preset(name)
         assert mc.preset == name and 0.0 in mc.deltas
     assert preset("quick", stage2_steps=5).stage2_steps == 5
+    assert preset("quick", sets=["stage2_steps=6", "deltas=[-1, 0, 1]"]).deltas == (-1.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match=r"variants\[0\]=3: expected a string"):
+        preset("quick", sets=["variants=[3]"])
     with pytest.raises(ValueError, match="preset 'fast' unknown"):
         preset("fast")
-    with pytest.raises(ValueError, match="unknown MicroConfig field"):
+    with pytest.raises(ValueError, match=r"unknown config key 'steps'.*\(valid: .*stage1_steps"):
         preset("quick", steps=3)
     with pytest.raises(ValueError, match="spoof_per_class"):
         MicroConfig(n_test=60, spoof_per_class=20)

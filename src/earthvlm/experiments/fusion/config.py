@@ -12,6 +12,7 @@ the objects asked about; the modality attention score (Eq. 1) is read per layer.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -106,13 +107,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset(name: str, **overrides: Any) -> FusionExpConfig:
-    """The named preset with ``overrides`` applied.
+def preset(name: str, *, sets: Sequence[str] = (), **overrides: Any) -> FusionExpConfig:
+    """The named preset with ``overrides`` (fields by name), then ``sets`` (``--set
+    key=value`` texts, as the CLI passes them) applied.
 
     Raises:
-        ValueError: For an unknown preset or field.
+        ConfigError: For an unknown preset, an unknown field (with a suggestion) or a
+            bad value (a ``ValueError``).
     """
-    return build_preset(FusionExpConfig, PRESETS, name, overrides)
+    return build_preset(FusionExpConfig, PRESETS, name, overrides, sets)
 
 
 __all__ = ["METHOD_LABELS", "PRESETS", "FusionExpConfig", "preset"]

@@ -12,6 +12,7 @@ chance and only the GSD separates them; plane and ship need no GSD.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -130,13 +131,15 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def preset(name: str, **overrides: Any) -> MicroConfig:
-    """The named preset with ``overrides`` applied.
+def preset(name: str, *, sets: Sequence[str] = (), **overrides: Any) -> MicroConfig:
+    """The named preset with ``overrides`` (fields by name), then ``sets`` (``--set
+    key=value`` texts, as the CLI passes them) applied.
 
     Raises:
-        ValueError: For an unknown preset or field.
+        ConfigError: For an unknown preset, an unknown field (with a suggestion) or a
+            bad value (a ``ValueError``).
     """
-    return build_preset(MicroConfig, PRESETS, name, overrides)
+    return build_preset(MicroConfig, PRESETS, name, overrides, sets)
 
 
 __all__ = ["PRESETS", "VARIANTS", "MicroConfig", "Variant", "preset"]
