@@ -15,7 +15,7 @@ echo "setting up .venv (first run: about a minute)" >&2
 [ -x .venv/bin/python ] || "$PY" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip 2>/dev/null || true
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[train,dev,wordnet]"
+.venv/bin/python -m pip install -q -e ".[train,dev,wordnet,serve]"
 # WordNet 3.0 for the LRS-VQA answer rule, from a package (never downloaded when scoring)
 .venv/bin/earthvlm wordnet >/dev/null
 # QLoRA (NF4) on CPU: bitsandbytes ships a CPU library; --no-deps, or it pulls CUDA torch

@@ -225,3 +225,29 @@ def test_a_seg_answer_carries_its_mask_as_rle_at_the_image_size() -> None:
     expected = np.zeros((8, 8), dtype=bool)
     expected[:4, 4:] = True
     assert mask is not None and np.array_equal(mask, expected)
+
+
+def test_images_over_the_decode_budget_are_read_reduced_and_counted(
+    model: EarthVLM, tmp_path: Path
+) -> None:
+    """Chips of 512 px (more than the tiny model's 256 x 256 px budget) under a decode
+    budget of 100,000 px take the reduced read (the path XLRS-Bench's 10,000 px scenes
+    take at the default budget): answers still come and the report counts the images."""
+    from dataclasses import replace
+
+    big = tmp_path / "big"
+    generate_dataset(big, SynthConfig(n_scenes=0, n_chips=3, chip_size_px=512, seed=3))
+    small = replace(CONFIG, limit=3, max_decode_pixels=100_000)
+    out = tmp_path / "eval"
+    run = run_benchmark(model, build_benchmark("synth_chips"), big, out, small, Processes())
+    assert run.n_generated == 3 and not run.failures
+    report = json.loads((out / "synth_chips" / "scores.json").read_text())
+    assert report["generation"]["reduced_images"] == 3
+    assert report["generation"]["reduced_examples"] == 3
+    assert report["run"]["max_decode_pixels"] == 100_000
+    md = (out / "synth_chips" / "report.md").read_text()
+    assert "3 image(s) over 100,000 px read reduced" in md
+    rows = (out / "synth_chips" / "predictions.jsonl").read_text().splitlines()
+    assert all(json.loads(r)["reduced_images"] == 1 for r in rows)
+    with pytest.raises(ValueError, match="max_decode_pixels"):
+        RunConfig(max_decode_pixels=0)

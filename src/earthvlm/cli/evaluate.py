@@ -10,6 +10,7 @@ benchmark ``report.md``, ``scores.csv``, ``scores.json`` and ``predictions.jsonl
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -65,6 +66,7 @@ def parse_options(items: list[str], names: list[str]) -> dict[str, dict[str, Any
     import yaml
 
     from earthvlm.eval.benchmarks import REGISTRY
+    from earthvlm.typed import parse_yaml
 
     options: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -76,7 +78,7 @@ def parse_options(items: list[str], names: list[str]) -> dict[str, dict[str, Any
         if name not in names:
             raise ValueError(f"--opt {item!r}: {name} is not among the benchmarks run ({names})")
         try:
-            value = yaml.safe_load(text) if text.strip() else ""
+            value = parse_yaml(text) if text.strip() else ""  # aliases refused
         except yaml.YAMLError as e:
             raise ValueError(f"--opt {item!r}: the value is not YAML ({e})") from None
         options.setdefault(name, {})[field] = value
@@ -84,16 +86,18 @@ def parse_options(items: list[str], names: list[str]) -> dict[str, dict[str, Any
 
 
 def eval_command(
-    model: Annotated[Path, typer.Option("--model", help=MODEL_HELP)],
+    model: Annotated[
+        Path | None, typer.Option("--model", help=MODEL_HELP + " Or give --endpoint.")
+    ] = None,
     bench: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--bench",
             help="Benchmarks, comma-separated registered names (e.g. synth_chips, "
             "synth_vqa, xlrs_lite, rsvqa_hr, lrs_vqa, vrsbench_vqa, earthmind); a wrong "
             "name lists the close ones.",
         ),
-    ],
+    ] = None,
     data: Annotated[
         Path | None,
         typer.Option(
@@ -127,12 +131,56 @@ def eval_command(
             "lrs_vqa.wordnet=false.",
         ),
     ] = None,
+    endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--endpoint",
+            help="An OpenAI-compatible API root (e.g. http://127.0.0.1:8000/v1: earthvlm "
+            "serve, vLLM, SGLang) answering instead of a local --model.",
+        ),
+    ] = None,
+    served_model: Annotated[
+        str | None,
+        typer.Option("--served-model", help="The endpoint's model name (GET /v1/models)."),
+    ] = None,
+    api_key_env: Annotated[
+        str | None,
+        typer.Option("--api-key-env", help="Environment variable with the endpoint's key."),
+    ] = None,
+    endpoint_workers: Annotated[
+        int, typer.Option(min=1, help="Requests in flight at once to the endpoint.")
+    ] = 8,
+    max_decode_pixels: Annotated[
+        int,
+        typer.Option(
+            "--max-decode-pixels",
+            min=1,
+            help="Images with more pixels are read reduced to the size the model sees "
+            "(overviews, JPEG draft, PNG strips), never decoded whole; the report counts them.",
+        ),
+    ] = 89_478_485,
+    endpoint_zoom: Annotated[
+        int | None,
+        typer.Option(
+            "--endpoint-zoom",
+            min=0,
+            help="Offer the zoom_in tool with at most this many zooms (the server runs it: "
+            "earthvlm serve --zoom).",
+        ),
+    ] = None,
 ) -> None:
-    """Evaluate a trained model on benchmarks (greedy decoding, resumable, shardable with
-    accelerate launch). Exit code 2 for bad arguments, 1 if a run fails."""
+    """Evaluate a trained model, or an OpenAI-compatible endpoint, on benchmarks (greedy
+    decoding, resumable, shardable with accelerate launch). Exit code 2 for bad
+    arguments, 1 if a run fails."""
     from earthvlm.errors import EarthVLMError
     from earthvlm.eval.benchmarks import BenchmarkError, build_benchmark, parse_names
 
+    if bench is None:
+        raise _fail("name the benchmarks with --bench")
+    if (model is None) == (endpoint is None):
+        raise _fail("give a local --model or an --endpoint (with --served-model), not both")
+    if endpoint is not None and not served_model:
+        raise _fail("--endpoint needs --served-model (the name GET /v1/models lists)")
     try:
         names = parse_names(bench)
     except BenchmarkError as e:
@@ -148,13 +196,27 @@ def eval_command(
     from earthvlm.eval.runner import Processes, RunConfig, run_benchmarks
 
     try:
-        config = RunConfig(batch_size=batch_size, max_new_tokens=max_new_tokens, limit=limit)
+        config = RunConfig(
+            batch_size=batch_size,
+            max_new_tokens=max_new_tokens,
+            limit=limit,
+            max_decode_pixels=max_decode_pixels,
+        )
     except ValueError as e:
         raise _fail(str(e)) from None
     try:
-        trained = load_model_option(model, base=base, dtype=dtype, load_in_4bit=load_in_4bit)
-    except EarthVLMError as e:
+        if endpoint is not None:
+            from earthvlm.eval.endpoint import EndpointConfig, EndpointModel
+
+            trained = EndpointModel(EndpointConfig(
+                endpoint, served_model or "", api_key_env=api_key_env,
+                max_workers=endpoint_workers, zoom=endpoint_zoom))  # fmt: skip
+        else:
+            trained = load_model_option(model, base=base, dtype=dtype, load_in_4bit=load_in_4bit)
+    except (EarthVLMError, ValueError) as e:
         raise _fail(str(e)) from None
+    if out is None and endpoint is not None:  # a served name may hold '/' or '..'
+        out = Path.cwd() / "eval" / re.sub(r"[^\w.-]+", "_", served_model or "").strip(".")
     folder = out or default_out(trained, "eval")
     procs = Processes.from_accelerate()
     try:

@@ -27,6 +27,7 @@ from earthvlm.cli.export import export_command
 from earthvlm.cli.fusion import fusion_app
 from earthvlm.cli.grpo import grpo_command
 from earthvlm.cli.lmms import lmms_export_command
+from earthvlm.cli.serve import serve_command
 from earthvlm.cli.train import train_command
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ app.command("ask")(ask_command)
 app.command("train-grpo")(grpo_command)
 app.command("export-lmms")(lmms_export_command)
 app.command("export")(export_command)
+app.command("serve")(serve_command)
 app.add_typer(diagnose_app, name="diagnose")
 app.add_typer(data_app, name="data")
 app.add_typer(fusion_app, name="fusion")
@@ -192,6 +194,13 @@ def quickstart(
     preset_name: Annotated[
         str, typer.Option("--preset", help="quick (default), full or ci (the test suite's).")
     ] = "quick",
+    sets: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--set",
+            help="Override one MicroConfig field of the preset, e.g. --set seed=1 (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """The main job on the embedded default: micro-ScaleEarth. Trains a tiny Qwen-VL on
     synthetic object chips without GSD, then B2 LoRA, B3 GSD-as-text, B4 MoE-LoRA and
@@ -202,9 +211,9 @@ def quickstart(
 
     name = "full" if full else preset_name
     try:
-        mc = preset(name)
+        mc = preset(name, sets=sets or [])
     except ValueError as e:
-        err_console.print(f"[red]error:[/] --preset: {e}")
+        err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from None
     folder = out or Path("runs") / f"micro-scaleearth-{name}"
     _quiet_gdal()

@@ -30,6 +30,10 @@ one :class:`~earthvlm.eval.benchmarks.Benchmark` and scores the answers:
   metrics and one row per category) and ``report.md``; ``COMPLETE`` is written last.
   :func:`run_benchmarks` adds ``summary.md`` and ``summary.csv`` over several benchmarks.
 
+* **Endpoints.** In place of a local model the runner takes an :class:`AnswerSource`
+  (:class:`~earthvlm.eval.endpoint.EndpointModel`: any OpenAI-compatible server); the
+  cache, sharding and reports above are the same, only the answers come over HTTP.
+
 A record the collator refuses (missing image, too long, ...) is counted as a failure with
 its reason, kept in the cache and scored as wrong (prediction None); it is tried again on
 the next run.
@@ -48,7 +52,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -57,6 +61,7 @@ from earthvlm.data.record import Record
 from earthvlm.errors import EarthVLMError
 from earthvlm.eval.benchmarks import Benchmark, BenchmarkResult, build_benchmark
 from earthvlm.eval.diagnostics.report import markdown_table
+from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS, DEFAULT_MAX_SCAN_PIXELS
 from earthvlm.io import atomic_write_text
 from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.provenance import provenance
@@ -79,12 +84,19 @@ class RunConfig:
         max_new_tokens: New tokens per answer; None: each benchmark's own.
         limit: Ask at most this many examples per benchmark (the first ones).
         image_cache: Decoded images kept by the collator (questions share images).
+        max_decode_pixels: Images with more pixels than this are never decoded whole:
+            they are read reduced to the size the model sees (GeoTIFF overviews, JPEG
+            draft, PNG strips; :mod:`earthvlm.data.pixels`) and counted in the report.
+        max_scan_pixels: The most pixels a reduced read may scan (a raster without a
+            coarse enough overview beyond this is refused with a reason).
     """
 
     batch_size: int = 8
     max_new_tokens: int | None = None
     limit: int | None = None
     image_cache: int = 64
+    max_decode_pixels: int = DEFAULT_MAX_READ_PIXELS
+    max_scan_pixels: int = DEFAULT_MAX_SCAN_PIXELS
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -95,6 +107,9 @@ class RunConfig:
             raise ValueError(f"limit={self.limit}: must be >= 1 or None (all examples)")
         if self.image_cache < 0:
             raise ValueError(f"image_cache={self.image_cache}: must be >= 0")
+        for name in ("max_decode_pixels", "max_scan_pixels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
 
 
 def _no_wait() -> None:
@@ -247,10 +262,16 @@ def generate_answers(
     """
     batch = collator([model.prepare(r) for r in records])
     rows = {
-        rid: {"id": rid, "prediction": None, "truncated": False, "failure": reason,
-              "message": message}
+        rid: {
+            "id": rid,
+            "prediction": None,
+            "truncated": False,
+            "failure": reason,
+            "message": message,
+            "reduced_images": 0,
+        }
         for rid, reason, message in batch.failures
-    }  # fmt: skip
+    }
     if batch.inputs is not None:  # model.generate moves the batch to the model's device
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1,
                   "pad_token_id": collator.pad_id}  # fmt: skip
@@ -259,13 +280,18 @@ def generate_answers(
         texts = model.backbone.tokenizer.batch_decode(new, skip_special_tokens=True)
         eos = _eos_ids(model)
         by_id = {r.id: r for r in records}
+        reduced = dict(zip(batch.ids, batch.reduced_images, strict=True))
         for b, (rid, tokens, text) in enumerate(zip(batch.ids, new.tolist(), texts, strict=True)):
             ended = any(t in eos for t in tokens)
             if masks is not None and masks[b] is not None:
                 text = f"{text.strip()} {mask_text(masks[b], by_id[rid])}"
-            rows[rid] = {"id": rid, "prediction": text.strip(),
-                         "truncated": not ended and len(tokens) >= max_new_tokens,
-                         "failure": None}  # fmt: skip
+            rows[rid] = {
+                "id": rid,
+                "prediction": text.strip(),
+                "truncated": not ended and len(tokens) >= max_new_tokens,
+                "failure": None,
+                "reduced_images": int(reduced[rid]),
+            }
     return [rows[r.id] for r in records]
 
 
@@ -335,7 +361,49 @@ class BenchmarkRun:
     seconds: float = 0.0
 
 
-def _model_info(model: EarthVLM) -> dict[str, Any]:
+class AnswerSource(Protocol):
+    """Answers from somewhere other than a local model (an OpenAI-compatible endpoint,
+    :class:`~earthvlm.eval.endpoint.EndpointModel`): the runner's cache, sharding and
+    reports are the same."""
+
+    name: str
+    variant: str
+
+    def info(self) -> dict[str, Any]:
+        """The reports' ``model`` section (its ``checkpoint`` keys the cache's setup)."""
+        ...
+
+    def answers(
+        self, records: Sequence[Record], image_root: Path, *, max_new_tokens: int
+    ) -> list[dict[str, Any]]:
+        """One cache row per record, in order (as :func:`generate_answers` returns)."""
+        ...
+
+
+def _answer_source(
+    model: EarthVLM | AnswerSource, image_root: Path, config: RunConfig, procs: Processes
+) -> Callable[[Sequence[Record], int], list[dict[str, Any]]]:
+    """``(records, max_new_tokens) -> cache rows``: the local model through the collator,
+    or the answer source's own ``answers``."""
+    if not isinstance(model, EarthVLM):
+        return lambda records, max_new: model.answers(records, image_root, max_new_tokens=max_new)
+    _place(model, procs.device)
+    collator = Collator(
+        model.backbone,
+        image_root,
+        mode="generate",
+        max_length=model.max_length,
+        image_cache=config.image_cache,
+        max_read_pixels=config.max_decode_pixels,
+        max_scan_pixels=config.max_scan_pixels,
+    )
+    return lambda records, max_new: generate_answers(model, collator, records,
+                                                     max_new_tokens=max_new)  # fmt: skip
+
+
+def _model_info(model: EarthVLM | AnswerSource) -> dict[str, Any]:
+    if not isinstance(model, EarthVLM):
+        return model.info()
     return {
         "name": model.name,
         "variant": model.variant,
@@ -347,7 +415,7 @@ def _model_info(model: EarthVLM) -> dict[str, Any]:
 
 
 def run_benchmark(
-    model: EarthVLM,
+    model: EarthVLM | AnswerSource,
     bench: Benchmark,
     data: str | Path,
     out: str | Path,
@@ -357,7 +425,8 @@ def run_benchmark(
     """Generate (or take from the cache) an answer per example, then score and report.
 
     Args:
-        model: The model under test (moved to ``processes.device`` if elsewhere).
+        model: The model under test (moved to ``processes.device`` if elsewhere), or an
+            :class:`AnswerSource` such as an endpoint.
         bench: The benchmark.
         data: Its data folder (see the benchmark's ``files``).
         out: Output folder; the benchmark writes under ``out/<name>/``.
@@ -392,13 +461,9 @@ def run_benchmark(
     todo = [r for r in mine if r.id not in done]
     run = BenchmarkRun(bench.name, folder, len(records), n_cached=len(mine) - len(todo))
     if todo:
-        _place(model, procs.device)
-        collator = Collator(model.backbone, bench.image_root(data), mode="generate",
-                            max_length=model.max_length,
-                            image_cache=config.image_cache)  # fmt: skip
+        answer = _answer_source(model, bench.image_root(data), config, procs)
         for start in range(0, len(todo), config.batch_size):
-            rows = generate_answers(model, collator, todo[start : start + config.batch_size],
-                                    max_new_tokens=max_new)  # fmt: skip
+            rows = answer(todo[start : start + config.batch_size], max_new)
             cache.append(rows)
             run.n_generated += sum(r["failure"] is None for r in rows)
             run.failures.update(r["failure"] for r in rows if r["failure"] is not None)
@@ -412,7 +477,7 @@ def run_benchmark(
 
 
 def _score_and_report(
-    model: EarthVLM,
+    model: EarthVLM | AnswerSource,
     bench: Benchmark,
     records: list[Record],
     cached: dict[str, dict[str, Any]],
@@ -431,6 +496,7 @@ def _score_and_report(
             "id": rec.id, "category": bench.category(rec), "prediction": row.get("prediction"),
             "reference": bench.reference(rec), "score": s, "failure": row.get("failure"),
             "truncated": bool(row.get("truncated")),
+            "reduced_images": int(row.get("reduced_images") or 0),
         }, ensure_ascii=False))  # fmt: skip
     atomic_write_text(folder / "predictions.jsonl", "\n".join(lines) + "\n")
     failures = Counter(row["failure"] for row in rows if row.get("failure"))
@@ -439,6 +505,9 @@ def _score_and_report(
         "n_answered": sum(p is not None for p in predictions),
         "failures": dict(sorted(failures.items())),
         "truncated": sum(bool(row.get("truncated")) for row in rows),
+        # images over the decode budget, read reduced to the size the model sees
+        "reduced_images": sum(int(row.get("reduced_images") or 0) for row in rows),
+        "reduced_examples": sum(bool(row.get("reduced_images")) for row in rows),
         "max_new_tokens": max_new,
         "decoding": "greedy",
     }
@@ -502,7 +571,8 @@ def _markdown(report: dict[str, Any], result: BenchmarkResult) -> str:
         f"**{result.metric}: {_fmt(result.headline)}** over {result.n} scored of "
         f"{gen['n_examples']} examples; {gen['n_answered']} answered, "
         f"{sum(gen['failures'].values())} refused by the collator, {gen['truncated']} cut at "
-        f"{gen['max_new_tokens']} new tokens.",
+        f"{gen['max_new_tokens']} new tokens; {gen.get('reduced_images', 0)} image(s) over "
+        f"{report['run'].get('max_decode_pixels', 0):,} px read reduced, never decoded whole.",
         "",
         "## Metrics",
         "",
@@ -538,7 +608,9 @@ def _markdown(report: dict[str, Any], result: BenchmarkResult) -> str:
     return "\n".join(lines)
 
 
-def write_summary(runs: Sequence[BenchmarkRun], out: str | Path, model: EarthVLM) -> Path:
+def write_summary(
+    runs: Sequence[BenchmarkRun], out: str | Path, model: EarthVLM | AnswerSource
+) -> Path:
     """``summary.md`` and ``summary.csv`` (the headline of every benchmark) under ``out``."""
     out = Path(out)
     rows = [
@@ -568,7 +640,7 @@ def write_summary(runs: Sequence[BenchmarkRun], out: str | Path, model: EarthVLM
 
 
 def run_benchmarks(
-    model: EarthVLM,
+    model: EarthVLM | AnswerSource,
     names: Sequence[str],
     data: str | Path | Callable[[str], Path],
     out: str | Path,
@@ -600,6 +672,7 @@ def run_benchmarks(
 
 __all__ = [
     "COMPLETE_FILE",
+    "AnswerSource",
     "BenchmarkRun",
     "EvalError",
     "PredictionCache",
