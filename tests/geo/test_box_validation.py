@@ -139,3 +139,17 @@ def test_any_values_get_a_verdict_and_repairs_are_valid(values, kind) -> None:
         assert "clipped" in fixed.repairs or fixed.problem == BOX_OUT_OF_IMAGE
     else:  # malformed or degenerate: nothing to repair
         assert fixed.problem == problem
+
+
+def test_canonical_order_keeps_a_concave_quad_and_repairs_only_a_crossing_one() -> None:
+    from earthvlm.geo.iou import quad_iou_pairs
+
+    arrow = [2, 2, 0, 4, 4, 2, 0, 0]  # a dart drawn counter-clockwise on screen
+    got = canonical_quad(arrow)
+    # the same cycle, clockwise on screen, from the top-most vertex
+    assert got.tolist() == [[0, 0], [4, 2], [0, 4], [2, 2]]
+    assert quad_iou_pairs([arrow], got.reshape(1, 8))[0] == pytest.approx(1.0)
+    fixed = normalise_box(arrow, width=10, height=10)
+    assert fixed.values == (0, 0, 4, 2, 0, 4, 2, 2) and fixed.repairs == ("vertex_order",)
+    # a bow-tie is re-read as the simple quad through its points (a repair, as before)
+    assert canonical_quad([0, 0, 4, 0, 0, 3, 4, 3]).tolist() == [[0, 0], [4, 0], [4, 3], [0, 3]]

@@ -30,15 +30,29 @@ def obb_to_quad(cx: float, cy: float, w: float, h: float, angle_deg: float) -> n
 
 
 def canonical_quad(quad: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Reorder four vertices clockwise on screen from the top-most (min y, then min x) one.
+    """The quad's vertices clockwise on screen from the top-most (min y, then min x) one.
+
+    A simple quad keeps its cycle of vertices (only its direction and first vertex
+    change), so a concave quad stays the polygon it was drawn as. A quad whose edges
+    cross (a bow-tie order) or that has no area is re-read in angular order around the
+    vertex mean, the simple quad through the same points.
 
     Accepts a flat ``[x1, y1, ..., x4, y4]`` or a (4, 2) array; returns (4, 2).
     """
+    from earthvlm.geo.iou import self_intersecting  # iou imports nothing from here
+
     q = np.asarray(quad, dtype=np.float64).reshape(4, 2)
-    centre = q.mean(axis=0)
-    # clockwise on screen (y down) is increasing atan2(dy, dx)
-    order = np.argsort(np.arctan2(q[:, 1] - centre[1], q[:, 0] - centre[0]), kind="stable")
-    q = q[order]
+    rel = q - q[0]
+    # > 0: clockwise on screen (y down)
+    x, y = rel[:, 0], rel[:, 1]
+    signed = float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
+    if signed != 0 and np.isfinite(signed) and not self_intersecting(q[None])[0]:
+        q = q if signed > 0 else q[::-1]
+    else:
+        centre = q.mean(axis=0)
+        # clockwise on screen (y down) is increasing atan2(dy, dx)
+        order = np.argsort(np.arctan2(q[:, 1] - centre[1], q[:, 0] - centre[0]), kind="stable")
+        q = q[order]
     top = min(range(4), key=lambda i: (q[i, 1], q[i, 0]))
     return np.roll(q, -top, axis=0)
 

@@ -1,17 +1,27 @@
-"""Polygon IoU of quads and horizontal boxes, vectorised (numpy; shapely for rare shapes).
+"""Polygon IoU of quads and horizontal boxes, vectorised (numpy only).
 
-A quad is read as the polygon through its four vertices in angular order around their
-mean, the cyclic order of :func:`earthvlm.geo.boxes.canonical_quad`; a bow-tie vertex
-order is therefore read as the simple quad through the same points. Convex quads (every
-box a detector or a model writes) go through a numpy Sutherland-Hodgman kernel that
-clips thousands of pairs at once; a pair with a non-convex quad goes to shapely (GEOS).
+A quad is the polygon through its four vertices in the order given, as DOTA_devkit's
+``polyiou`` reads it: a concave quad keeps its shape (no reordering of corners). Convex
+quads (every box a detector or a model writes) go through a numpy Sutherland-Hodgman
+kernel that clips thousands of pairs at once. A pair with a concave quad is measured as
+``polyiou`` measures it: each polygon is a fan of triangles from a common apex, signed
+by their turning direction, and the intersection is the signed sum of the pairwise
+triangle intersections (exact for any simple polygon).
+
+A *self-intersecting* quad (two opposite edges cross: a bow-tie, corners written in a
+zig-zag order) is not a region. Here it has IoU 0 with everything, and
+:func:`self_intersecting` finds it so that callers can count it; its area is the
+shoelace value ``|signed area|`` (0 for the bow-tie of a box). DOTA_devkit, which has
+no such check, applies the signed formula anyway: for the bow-tie of a box it gets 0
+too, for an asymmetric bow-tie a number outside [0, 1] or a division by zero. Simple
+quads score exactly as in DOTA_devkit, so AP on valid data is the devkit's.
 
 Sparse IoU (:func:`sparse_quad_iou`) is what detection metrics and NMS need: the pairs
 of two sets whose IoU is positive, within groups (image and class). Candidates come from
 a sorted sweep over the horizontal boxes, a bound from the box areas drops pairs that
 cannot reach ``min_iou``, and only the rest are clipped.
 
-Numpy and shapely only (no torch): ``geo`` is the lowest layer.
+``geo`` is the lowest layer: numpy only, no torch.
 """
 
 from __future__ import annotations
@@ -19,7 +29,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import shapely
 
 #: Pairs clipped per numpy batch: small enough for the temporaries to stay in cache.
 CHUNK = 4096
@@ -61,30 +70,50 @@ def _turns(q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _prepare(quads: ArrayLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Oriented quads, their areas and which are convex (see :func:`orient_quads`)."""
+    """Oriented quads, their areas and a kind per quad: 1 convex, 0 simple but not
+    convex (concave), -1 self-intersecting (see :func:`orient_quads`)."""
     q = as_quads(quads)
     turn, tol = _turns(q)
     left, right = np.all(turn >= -tol, axis=1), np.all(turn <= tol, axis=1)
+    rel = q - q[:, :1]
+    x, y = rel[..., 0], rel[..., 1]
+    signed = 0.5 * np.sum(x * np.roll(y, -1, axis=1) - np.roll(x, -1, axis=1) * y, axis=1)
+    # the vertex cycle is kept; one that turns clockwise is reversed (the same polygon)
     out = q.copy()
-    flip = right & ~left
+    flip = (right & ~left) | (~(left | right) & (signed < 0))
     out[flip] = q[flip, ::-1]
-    convex = left | right
-    other = np.flatnonzero(~convex)
-    if len(other):
-        r = q[other]
-        d = r - r.mean(axis=1, keepdims=True)
-        order = np.argsort(np.arctan2(d[..., 1], d[..., 0]), axis=1, kind="stable")
-        out[other] = np.take_along_axis(r, order[..., None], axis=1)
-        turn, tol = _turns(out[other])
-        convex[other] = np.all(turn >= -tol, axis=1)
-    return out, polygon_areas(out), convex
+    kind = np.where(left | right, 1, 0).astype(np.int8)
+    other = np.flatnonzero(kind == 0)
+    kind[other[self_intersecting(q[other])]] = -1
+    return out, np.abs(signed), kind
+
+
+def self_intersecting(quads: ArrayLike) -> np.ndarray:
+    """Which quads have two opposite edges that cross (a bow-tie vertex order).
+
+    Proper crossings only: edges that touch, or overlap along a line, do not count (a
+    quad with collinear or repeated vertices is degenerate, not crossing).
+    """
+    q = as_quads(quads)
+    q = q - q[:, :1]
+    # cross products below this are rounding at the quad's scale
+    tol = 1e-12 * (np.einsum("nkd,nkd->n", q, q) + 1.0)
+
+    def side(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        c = (a[:, 0] - o[:, 0]) * (b[:, 1] - o[:, 1]) - (a[:, 1] - o[:, 1]) * (b[:, 0] - o[:, 0])
+        return np.where(np.abs(c) > tol, np.sign(c), 0.0)
+
+    def crosses(a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray) -> np.ndarray:
+        return (side(a, b, c) * side(a, b, d) < 0) & (side(c, d, a) * side(c, d, b) < 0)
+
+    p0, p1, p2, p3 = q[:, 0], q[:, 1], q[:, 2], q[:, 3]
+    with np.errstate(invalid="ignore", over="ignore"):
+        return crosses(p0, p1, p2, p3) | crosses(p1, p2, p3, p0)
 
 
 def orient_quads(quads: ArrayLike) -> np.ndarray:
-    """Each quad as a positively oriented simple polygon ``(N, 4, 2)``.
-
-    A convex vertex cycle is kept (reversed when it runs the other way); any other (a
-    bow-tie order, a non-convex quad) is re-read in angular order around the vertex mean.
+    """Each quad ``(N, 4, 2)`` with its vertex cycle kept, reversed where it turns
+    clockwise (negative signed area), so that every simple quad is positively oriented.
     """
     return _prepare(quads)[0]
 
@@ -101,7 +130,7 @@ def polygon_areas(polys: np.ndarray) -> np.ndarray:
 
 
 def quad_areas(quads: ArrayLike) -> np.ndarray:
-    """Polygon areas of quads read as :func:`orient_quads` reads them."""
+    """Polygon areas of quads in their vertex order (``|signed shoelace area|``)."""
     return _prepare(quads)[1]
 
 
@@ -161,29 +190,58 @@ def convex_intersection_areas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.maximum(out, 0.0)
 
 
-def _shapely_areas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    pa = shapely.make_valid(shapely.polygons(a))
-    pb = shapely.make_valid(shapely.polygons(b))
-    return shapely.area(shapely.intersection(pa, pb))
+def _fan_areas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Intersection areas of simple quads ``a[i]``, ``b[i]`` of any shape (both oriented
+    by :func:`orient_quads`).
+
+    DOTA_devkit's ``polyiou`` method: with a common apex ``o``, a polygon is the signed
+    sum of its triangles ``(o, p_k, p_k+1)`` (sign: their turning direction), so the
+    intersection of two polygons is the sum over triangle pairs of the signed areas of
+    their (convex) intersections. The apex here is ``a[i]``'s first vertex, not the
+    image origin, for precision far from it; the sum does not depend on the apex.
+    """
+    m = a.shape[0]
+    if m == 0:
+        return np.zeros(0)
+    apex = np.broadcast_to(a[:, :1], (m, 4, 2))
+
+    def fan(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The 4 triangles of a fan as positively turning degenerate quads, and signs."""
+        t = np.stack([apex, p, np.roll(p, -1, axis=1)], axis=2)  # (m, 4, 3, 2)
+        u, v = t[..., 1, :] - t[..., 0, :], t[..., 2, :] - t[..., 0, :]
+        sign = np.sign(u[..., 0] * v[..., 1] - u[..., 1] * v[..., 0])
+        t = np.where((sign < 0)[..., None, None], t[..., ::-1, :], t)
+        return np.concatenate([t, t[..., 2:, :]], axis=2), sign  # (m, 4, 4, 2)
+
+    (ta, sa), (tb, sb) = fan(a), fan(b)
+    pa = np.broadcast_to(ta[:, :, None], (m, 4, 4, 4, 2)).reshape(-1, 4, 2)
+    pb = np.broadcast_to(tb[:, None, :], (m, 4, 4, 4, 2)).reshape(-1, 4, 2)
+    sign = (sa[:, :, None] * sb[:, None, :]).reshape(-1)
+    inter = np.zeros(len(sign))
+    used = sign != 0
+    inter[used] = convex_intersection_areas(pa[used], pb[used])
+    return (inter * sign).reshape(m, 16).sum(axis=1)
 
 
 def _pair_intersections(a: np.ndarray, b: np.ndarray, area_a: np.ndarray, area_b: np.ndarray,
-                        convex_a: np.ndarray, convex_b: np.ndarray) -> np.ndarray:  # fmt: skip
-    """Intersection areas of oriented pairs with known areas and convexity."""
+                        kind_a: np.ndarray, kind_b: np.ndarray) -> np.ndarray:  # fmt: skip
+    """Intersection areas of oriented pairs with known areas and kinds (0 for a pair with
+    a self-intersecting quad)."""
     inter = np.zeros(a.shape[0])
-    ok = (area_a > 0) & (area_b > 0)
-    fast = ok & convex_a & convex_b
+    ok = (area_a > 0) & (area_b > 0) & (kind_a >= 0) & (kind_b >= 0)
+    fast = ok & (kind_a == 1) & (kind_b == 1)
     inter[fast] = convex_intersection_areas(a[fast], b[fast])
     slow = ok & ~fast
     if slow.any():
-        inter[slow] = _shapely_areas(a[slow], b[slow])
+        inter[slow] = np.clip(_fan_areas(a[slow], b[slow]), 0.0, None)
     return inter
 
 
 def _pair_iou(a: np.ndarray, b: np.ndarray, area_a: np.ndarray, area_b: np.ndarray,
-              convex_a: np.ndarray, convex_b: np.ndarray) -> np.ndarray:  # fmt: skip
-    """IoU of oriented pairs with known areas and convexity (0 where either has no area)."""
-    inter = _pair_intersections(a, b, area_a, area_b, convex_a, convex_b)
+              kind_a: np.ndarray, kind_b: np.ndarray) -> np.ndarray:  # fmt: skip
+    """IoU of oriented pairs with known areas and kinds (0 where either has no area or
+    crosses itself)."""
+    inter = _pair_intersections(a, b, area_a, area_b, kind_a, kind_b)
     union = area_a + area_b - inter
     ok = (area_a > 0) & (area_b > 0) & (union > 0)
     iou = np.where(ok, inter / np.where(ok, union, 1.0), 0.0)
@@ -204,7 +262,8 @@ def quad_intersection_areas(a: ArrayLike, b: ArrayLike) -> np.ndarray:
 def quad_iou_pairs(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """IoU of ``a[i]`` with ``b[i]`` for each row (quads or horizontal boxes, see :func:`as_quads`).
 
-    A pair where either polygon has zero area has IoU 0; NaN coordinates give NaN.
+    A pair where either polygon has zero area or crosses itself has IoU 0; NaN
+    coordinates give NaN.
     """
     (qa, aa, ca), (qb, ab, cb) = _prepare(a), _prepare(b)
     if qa.shape != qb.shape:
@@ -347,7 +406,7 @@ def sparse_quad_iou(
         ``(ia, ib, iou)``: index arrays into ``a`` and ``b`` and the IoUs, sorted by
         ``ia`` (pairs of one ``ia`` in no particular order).
     """
-    (qa, area_a, conv_a), (qb, area_b, conv_b) = _prepare(a), _prepare(b)
+    (qa, area_a, kind_a), (qb, area_b, kind_b) = _prepare(a), _prepare(b)
     box_a = np.concatenate([qa.min(axis=1), qa.max(axis=1)], axis=1)
     box_b = np.concatenate([qb.min(axis=1), qb.max(axis=1)], axis=1)
     ia, ib = box_overlap_pairs(box_a, box_b, groups_a, groups_b)
@@ -362,7 +421,7 @@ def sparse_quad_iou(
     # a margin for rounding: a pair is only left out when the bound is clearly below
     keep = (m > 0) & (bound >= min_iou - 1e-9)
     ia, ib = ia[keep], ib[keep]
-    iou = _pair_iou(qa[ia], qb[ib], area_a[ia], area_b[ib], conv_a[ia], conv_b[ib])
+    iou = _pair_iou(qa[ia], qb[ib], area_a[ia], area_b[ib], kind_a[ia], kind_b[ib])
     hit = (iou > 0) & (iou >= min_iou)
     return ia[hit], ib[hit], iou[hit]
 
@@ -378,6 +437,7 @@ __all__ = [
     "quad_intersection_areas",
     "quad_iou_matrix",
     "quad_iou_pairs",
+    "self_intersecting",
     "sparse_quad_iou",
     "xyxy_iou_matrix",
     "xyxy_iou_pairs",

@@ -13,6 +13,7 @@ from earthvlm.eval.metrics import (
     bleu,
     cider_d,
     cider_d_per_image,
+    meteor,
     meteor_exact_sentence,
     meteor_exact_simplified,
     ptb_tokenize,
@@ -20,6 +21,7 @@ from earthvlm.eval.metrics import (
     rouge_l_sentence,
     score_captions,
 )
+from earthvlm.eval.metrics.meteor import MeteorUnavailableError, load_resources
 
 TINY, SMALL = 1e-15, 1e-9  # coco-caption's BLEU smoothing
 
@@ -28,17 +30,41 @@ def t(s: str) -> list[str]:
     return s.split()
 
 
+# Each right-hand side is what pycocoevalcap 1.2 makes of the left (Stanford CoreNLP 3.4.1
+# PTBTokenizer -lowerCase, then its punctuation list removed), recorded from the Java run.
 @pytest.mark.parametrize(
     ("text", "tokens"),
     [
-        ("A man's dog, running!", ["a", "man", "'s", "dog", "running"]),
-        ("Don't stop.", ["do", "n't", "stop"]),
-        ("A black-and-white plane at 3.5 m.", ["a", "black-and-white", "plane", "at", "3.5", "m"]),
-        ('"Quoted" (brackets) -- dashes...', ["quoted", "brackets", "dashes"]),
+        ("A man's dog, running!", "a man 's dog running"),
+        ("Don't stop.", "do n't stop"),
+        ("A black-and-white plane at 3.5 m.", "a black-and-white plane at 3.5 m."),
+        ('"Quoted" (brackets) -- dashes...', "quoted -lrb- brackets -rrb- dashes"),
+        ("Two planes [parked] near {the} hangar (left).",
+         "two planes -lsb- parked -rsb- near -lcb- the -rcb- hangar -lrb- left -rrb-"),
+        ("a ship(s) and car(s)", "a ship -lrb- s -rrb- and car -lrb- s -rrb-"),
+        ("The U.S. airport, Mr. Smith's car & a $5 bill: 50% off; e-mail/web",
+         "the u.s. airport mr. smith 's car & a $ 5 bill 50 % off e-mail/web"),
+        ("I cannot go, gonna wanna can't won't", "i can not go gon na wan na ca n't wo n't"),
+        ("Ships at 10:30, 1,000 boats; x=3 y<4 #tag #1",
+         "ships at 10:30 1,000 boats x = 3 y < 4 #tag # 1"),
+        ("It's 'single' quoted and ``double''", "it 's single quoted and double"),
+        ("A plane... Two? Yes!! no-- maybe - ok", "a plane two yes !! no maybe ok"),
+        ("many trees. green,trees the planes' wings", "many trees green trees the planes wings"),
+        ("e.g. trees i.e. grass etc. and/or n/a", "e.g. trees i.e. grass etc. and/or n/a"),
+        ("an em dash \u2014 an en dash \u2013 it\u2019s", "an em dash an en dash it 's"),
     ],
-)
-def test_ptb_tokenize(text: str, tokens: list[str]) -> None:
-    assert ptb_tokenize(text) == tokens
+)  # fmt: skip
+def test_ptb_tokenize_matches_coco_captions_java_tokenizer(text: str, tokens: str) -> None:
+    assert ptb_tokenize(text) == tokens.split()
+
+
+def test_brackets_count_in_bleu_as_in_coco_caption() -> None:
+    # the same words, but the reference has a bracketed remark: coco-caption keeps -lrb-
+    # and -rrb- as words, so the caption without them is shorter and misses n-grams
+    hyp = ptb_tokenize("a plane left of the hangar")
+    ref = ptb_tokenize("a plane (left) of the hangar")
+    assert ref == ["a", "plane", "-lrb-", "left", "-rrb-", "of", "the", "hangar"]
+    assert bleu([hyp], [[ref]], n=1)[0] == pytest.approx(6 / 6 * math.exp(1 - 8 / 6))
 
 
 def test_bleu_by_hand() -> None:
@@ -118,21 +144,28 @@ def test_cider_d_needs_a_corpus() -> None:
     assert cider_d([t("a b")], [[t("a b")]]) == 0.0
 
 
-def test_simplified_meteor_by_hand() -> None:
-    # all 6 words match; the best alignment has 2 chunks ("the cat sat", "on the mat")
-    # P = R = 1, Fmean = 1, penalty = 0.5 * (2/6)^3
+def test_exact_only_meteor_is_meteor_15_scoring_with_exact_matches() -> None:
+    # all 6 words match in 2 chunks ("the cat sat", "on the mat"): P = R = 1 and the
+    # METEOR 1.5 penalty 0.6 * (2/6)^0.2 (not METEOR 1.0's 0.5 * (2/6)^3)
     got = meteor_exact_sentence(t("the cat sat on the mat"), t("on the mat the cat sat"))
-    assert got == pytest.approx(1 - 0.5 * (2 / 6) ** 3)
-    # "the cat sat" vs "the cat is on the mat": m = 2, P = 2/3, R = 2/6, 1 chunk
-    p, r = 2 / 3, 2 / 6
-    fmean = p * r / (0.9 * p + 0.1 * r)
-    got = meteor_exact_sentence(t("the cat sat"), t("the cat is on the mat"))
-    assert got == pytest.approx(fmean * (1 - 0.5 * (1 / 2) ** 3))
+    assert got == pytest.approx(1 - 0.6 * (2 / 6) ** 0.2)
     assert meteor_exact_sentence(t("x"), t("y")) == 0.0
-    # the best reference per caption, then the mean over captions
-    assert meteor_exact_simplified(
-        [t("a b"), t("z")], [[t("q"), t("a b")], [t("y")]]
-    ) == pytest.approx((1 - 0.5 * (1 / 2) ** 3) / 2)
+    # the best reference per caption, then the summed statistics (a corpus score)
+    one = meteor_exact_simplified([t("a b")], [[t("q"), t("a b")]])
+    assert one == 1.0  # identical to its second reference: no penalty
+    two = meteor_exact_simplified([t("a b"), t("z")], [[t("q"), t("a b")], [t("y")]])
+    assert 0 < two < one
+
+
+def test_exact_only_meteor_reads_lower_than_meteor() -> None:
+    # the docstring's promise: missing stems and synonyms can only lower the score
+    hyp, ref = t("two ships parked beside a plane"), t("two ship parked next to an airplane")
+    exact = meteor_exact_simplified([hyp], [[ref]])
+    try:
+        full = meteor([hyp], [[ref]])
+    except MeteorUnavailableError as e:
+        pytest.skip(f"METEOR 1.5's files are not installed here: {e}")
+    assert exact < full
 
 
 def test_score_captions_counts_missing_captions() -> None:
@@ -147,29 +180,24 @@ def test_score_captions_counts_missing_captions() -> None:
     assert res.bleu[0] == pytest.approx((5 + TINY) / (6 + SMALL) * math.exp(1 - 10 / 6))
     d = res.to_dict()
     assert set(d) >= {"bleu_4", "rouge_l", "cider_d", "meteor_exact_simplified"}
-    assert d["meteor"] is None  # the simplified score is never reported under METEOR's name
+    assert d["meteor"] is None  # the exact-only score is never reported under METEOR's name
     json.dumps(d, allow_nan=False)
 
 
-def test_meteor_matches_stems_and_wordnet_synonyms_by_hand() -> None:
-    from earthvlm.eval.metrics import meteor
-    from earthvlm.eval.metrics.text import WordNetUnavailableError, wordnet_synsets
-
+def test_score_captions_reports_meteor_only_when_it_is_meteor_15() -> None:
     try:
-        wordnet_synsets()
-    except WordNetUnavailableError as e:
-        pytest.skip(f"WordNet not installed here (run `earthvlm wordnet`): {e}")
-    # "plane" ~ "airplane" (one WordNet synset), "ships" ~ "ship" (Porter stem): all three
-    # words align in one chunk -> Fmean 1, penalty 0.5 * (1/3)^3
-    hyp, ref = t("two ships plane"), t("two ship airplane")
-    assert meteor([hyp], [[ref]]) == pytest.approx(1 - 0.5 / 27)
-    assert meteor_exact_sentence(hyp, ref) < 0.5  # exact matching finds "two" only
-    # no stage matches "cat" to "harbor": 1 of 2 words, Fmean = 0.5, one chunk
-    f = 0.5 * 0.5 / (0.9 * 0.5 + 0.1 * 0.5)
-    assert meteor([t("a cat")], [[t("a harbor")]]) == pytest.approx(f * (1 - 0.5 * 1**3))
+        load_resources()
+    except MeteorUnavailableError:
+        res = score_captions(["Two ships, plane."], [["two ship airplane"]])
+        assert res.meteor is None and res.to_dict()["meteor"] is None
+        with pytest.raises(MeteorUnavailableError, match="pycocoevalcap"):
+            score_captions(["Two ships."], [["two ship"]], with_meteor=True)
+        return
     res = score_captions(["Two ships, plane."], [["two ship airplane"]], with_meteor=True)
-    assert res.meteor == pytest.approx(1 - 0.5 / 27)
-    assert res.to_dict()["meteor"] == pytest.approx(1 - 0.5 / 27)
+    # "ships" ~ "ship" (stem), "plane" ~ "airplane" (synonym): all three words align in
+    # one chunk, so METEOR is above the exact-only score
+    assert res.meteor is not None and res.meteor > res.meteor_exact_simplified
+    assert res.to_dict()["meteor"] == pytest.approx(res.meteor)
 
 
 def test_caption_input_checks() -> None:
@@ -185,7 +213,8 @@ def test_caption_input_checks() -> None:
 @given(st.text(max_size=80))
 def test_tokenizer_never_raises_and_drops_punctuation(text: str) -> None:
     tokens = ptb_tokenize(text)
-    assert all(tok and tok not in {".", ",", "!", "?", ";", ":"} for tok in tokens)
+    dropped = {"''", "'", "``", "`", ".", "?", "!", ",", ":", "-", "--", "...", ";"}
+    assert all(tok and tok not in dropped for tok in tokens)
 
 
 words = st.lists(st.sampled_from(["a", "b", "c", "d"]), min_size=1, max_size=8)
@@ -197,4 +226,4 @@ def test_sentence_scores_are_bounded_and_perfect_on_identity(h: list[str], r: li
     assert 0.0 <= rouge_l_sentence(h, [r]) <= 1.0 + 1e-12
     assert 0.0 <= meteor_exact_sentence(h, r) <= 1.0
     assert rouge_l_sentence(h, [h]) == pytest.approx(1.0)
-    assert meteor_exact_sentence(h, h) == pytest.approx(1 - 0.5 / len(h) ** 3)  # one chunk
+    assert meteor_exact_sentence(h, h) == 1.0  # identical: no fragmentation penalty

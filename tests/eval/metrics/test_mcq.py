@@ -221,3 +221,66 @@ def test_a_bare_letter_list_round_trips(picked: list[str]) -> None:
     text = ", ".join(picked)
     assert extract_choice(text, multi=True).letters == frozenset(picked)
     assert extract_xlrs(text).letters == frozenset(picked)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("答案是B", "B"),
+        ("答案：C", "C"),
+        ("正确答案为（C）", "C"),  # full-width brackets
+        ("答案是【D】。", "D"),
+        ("故选C。", "C"),
+        ("根据图像，答案应该是 A", "A"),
+        ("我认为B是对的", "B"),  # a capital standing alone in Chinese text
+        ("B选项正确", "B"),
+        ("B。因为图中有湖泊", "B"),  # full-width full stop as the marker
+        ("この問題の答えはBです。", "B"),
+        ("AとBのうち、正解はCです", "C"),  # the declaration wins over the mentions
+    ],
+)
+def test_extract_choice_reads_letters_in_cjk_text(text: str, expected: str) -> None:
+    got = extract_choice(text, options=OPTIONS)
+    assert letters(got) == expected, got.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("B\nThe image shows a lake surrounded by trees.", "B"),
+        ("B\n\nExplanation: A is wrong because it is a forest.", "B"),  # not {A, B}
+        ("(C)\nBecause the water is brown.", "C"),
+        ("b.\nIt is a lake.", "B"),
+    ],
+)
+def test_extract_choice_reads_a_bare_letter_on_the_first_line(text: str, expected: str) -> None:
+    got = extract_choice(text, options=OPTIONS)
+    assert letters(got) == expected, got.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is A. Wait, looking again, the answer is C.", "C"),
+        ("Answer: A\nOn reflection the lake is larger.\nFinal answer: D", "D"),
+        ("B\nHmm, no. The correct answer is (C).", "C"),  # a later declaration corrects line 1
+        ("答案是A。不对，答案是C", "C"),
+        ("The answer is B because A is wrong.", "B"),  # a mention after it is no declaration
+    ],
+)
+def test_extract_choice_takes_the_last_answer_declaration(text: str, expected: str) -> None:
+    got = extract_choice(text, options=OPTIONS)
+    assert letters(got) == expected, got.reason
+
+
+def test_extract_choice_last_declaration_still_abstains_on_two_letters() -> None:
+    got = extract_choice("The answer is A. Hmm, the answer is A or B.", options=OPTIONS)
+    assert not got.ok and "several letters" in (got.reason or "")
+    assert letters(extract_choice("答案是A和C", options=OPTIONS, multi=True)) == "AC"
+
+
+def test_benchmark_rules_keep_their_published_behaviour_on_the_new_shapes() -> None:
+    # the release rules are not the project's extractor: they must not learn these shapes
+    assert letters(extract_xlrs("The answer is A. Wait, the answer is C.")) == "AC"
+    assert letters(extract_xlrs("答案是B")) == "B"
+    assert letters(extract_omniearth("B\nA is wrong.", n_options=5)) == "AB"

@@ -14,7 +14,8 @@ available and the docstring says which is the default.
 * :mod:`.counting`: numbers and yes/no read from text; exact and tolerant counts.
 * :mod:`.grounding`: Acc@IoU of the first box in an answer, mean IoU.
 * :mod:`.segmentation`: mIoU, cIoU, gIoU (and EarthMind's release variants).
-* :mod:`.caption`: BLEU-1..4, ROUGE-L, CIDEr-D and a simplified, clearly named METEOR.
+* :mod:`.caption`: BLEU-1..4, ROUGE-L, CIDEr-D and METEOR 1.5 (:mod:`.meteor`) as
+  coco-caption computes them, and an exact-only METEOR that needs nothing installed.
 * :mod:`.detection`: rotated-box AP_nc (constant / random / given confidences), mAP at
   0.5, 0.75 and 0.5:0.95, mF1, and the val-chosen score threshold protocol.
 """
@@ -28,7 +29,6 @@ from earthvlm.eval.metrics.caption import (
     meteor,
     meteor_exact_sentence,
     meteor_exact_simplified,
-    meteor_sentence,
     ptb_tokenize,
     rouge_l,
     rouge_l_sentence,
@@ -142,7 +142,6 @@ __all__ = [
     "meteor",
     "meteor_exact_sentence",
     "meteor_exact_simplified",
-    "meteor_sentence",
     "normalise_answer",
     "paired_iou_xyxy",
     "parse_answer_letters",

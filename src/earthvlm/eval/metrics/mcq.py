@@ -14,10 +14,13 @@ when nothing usable was found):
   options (so the final "unable to decide" option F..H can never be extracted);
   the default searches the letters of the item's options, ``release=True`` only A-E.
 * :func:`extract_choice`: the project's extractor. It reads bare letters and letter
-  lists, leading markers (``"B. forest"``, ``"(B) forest"``), explicit mentions
-  (``"the answer is B"``, ``"option (B)"``) and, given the options, the option text; it
-  returns nothing, with a reason, when the response is ambiguous (two letters for a
-  single answer, a negated verbose answer, no letter) rather than guessing.
+  lists (also alone on the first line, before an explanation), answer declarations
+  (``"the answer is B"``, ``"答案是B"``: the last one wins, so a corrected answer
+  counts), leading markers (``"B. forest"``, ``"(B) forest"``, ``"B。"``), mentions
+  (``"option (B)"``, a letter set in Chinese or Japanese text) and, given the options,
+  the option text; it returns nothing, with a reason, when the response is ambiguous
+  (two letters for a single answer, a negated verbose answer, no letter) rather than
+  guessing.
 
 Scoring (:func:`score_choices`): an item is correct iff the extracted set equals the
 answer set; an empty extraction counts as wrong and as a failed item in the ledger.
@@ -184,13 +187,39 @@ _PREFIX = re.compile(
     r"|^i\s+(?:would\s+)?(?:choose|pick|select)\s*:?\s*",
     re.I,
 )
-_LIST_SEP = r"(?:\s*(?:,|;|/|&|\band\b|\s)\s*)"
-_ONE = r"[\(\[]?[A-Za-z][\)\]]?"
-_LETTER_LIST = re.compile(rf"{_ONE}(?:{_LIST_SEP}{_ONE})*\s*[.!]?")
-_LEADING = re.compile(r"^(?:\(([A-Z])\)|\[([A-Z])\]|([A-Z])[.:)\]])(?:\s|$)")
-_LEADING_AFTER_PREFIX = re.compile(r"^[\(\[]?([A-Z])[\)\]]?(?![A-Za-z0-9])")
-_PARENS = re.compile(r"\(([A-Z])\)")
-_A_LETTER = r"[\(\[]?([A-Z])[\)\]]?(?![A-Za-z0-9])"
+_LIST_SEP = r"(?:\s*(?:,|;|/|&|\band\b|\s|[，、；和])\s*)"
+#: Brackets, ASCII and full-width (CJK text writes （B） and 【B】).
+_OPEN, _CLOSE = r"[\(\[（【]", r"[\)\]）】]"
+_ONE = rf"{_OPEN}?[A-Za-z]{_CLOSE}?"
+_LETTER_LIST = re.compile(rf"{_ONE}(?:{_LIST_SEP}{_ONE})*\s*[.!。！]?")
+#: Han, kana, hangul and the full-width forms: text in which a Latin capital standing
+#: alone can only be an option letter.
+_CJK = "\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uff00-\uffef"
+_LEADING = re.compile(rf"^(?:{_OPEN}([A-Z]){_CLOSE}|([A-Z])[.:)\]。．、：）])(?:\s|$|(?=[{_CJK}]))")
+_LEADING_AFTER_PREFIX = re.compile(rf"^{_OPEN}?([A-Z]){_CLOSE}?(?![A-Za-z0-9])")
+_PARENS = re.compile(rf"{_OPEN}([A-Z]){_CLOSE}")
+_A_LETTER = rf"{_OPEN}?([A-Z]){_CLOSE}?(?![A-Za-z0-9])"
+#: One letter or a list of them ("B", "(B)", "A and C", "A、C") after a declaration.
+_LETTERS_AFTER = (
+    rf"({_OPEN}?[A-Z]{_CLOSE}?(?:{_LIST_SEP}(?:or\s+|或)?{_OPEN}?[A-Z]{_CLOSE}?)*)(?![A-Za-z0-9])"
+)
+#: Explicit answer declarations; when a response makes several, the last one is its
+#: answer ("The answer is A. Wait: the answer is C."). Mentions such as "option A" are
+#: not declarations ("Option B is right, option A is wrong").
+_DECLARATION = re.compile(
+    r"(?:(?i:\b(?:(?:final|correct|best|right)\s+)?answers?(?:\(s\))?\s*"
+    r"(?:(?:is|are|would\s+be|should\s+be|will\s+be|must\s+be)\s*)?[:：]?\s*"
+    r"|\b(?:correct|best|right)\s+(?:option|choice)s?\s+(?:is|are)\s*[:：]?\s*"
+    r"|\bi\s+(?:would\s+|will\s+)?(?:choose|pick|select|go\s+with)\s*[:：]?\s*)"
+    r"(?i:(?:options?|choices?)\s*)?"
+    r"|(?:最终|正确)?答案\s*(?:应该|应)?\s*(?:是|为|选)?\s*[:：]?\s*(?:选项)?\s*"
+    r"|(?:故|应|我)?选择?\s*(?:选项)?\s*"
+    r"|(?:正解|答え)\s*(?:は|が)?\s*[:：]?\s*(?:選択肢)?\s*)" + _LETTERS_AFTER
+)
+#: A capital standing alone next to CJK text ("我认为B是对的", "B选项").
+_CJK_LETTER = re.compile(
+    rf"(?:(?<=[{_CJK}])\s*{_A_LETTER}|(?<![A-Za-z0-9]){_OPEN}?([A-Z]){_CLOSE}?\s*(?=[{_CJK}]))"
+)
 _MENTION = re.compile(
     r"(?i:\b(?:answer|option|choice)(?:\s+(?:is|would\s+be|should\s+be))?\s*:?)\s*" + _A_LETTER
 )
@@ -200,11 +229,47 @@ _OPTION_LABEL = re.compile(r"^\s*(?:\(([A-Za-z])\)|([A-Za-z])[.:)])\s+")
 _WORDS = re.compile(r"[a-z0-9]+")
 
 
-def _clean(text: str) -> str:
+def _lines(text: str) -> list[str]:
+    """The non-empty lines of the answer: ``<answer>`` when present, else the text
+    without ``<think>``, markdown emphasis removed, whitespace collapsed."""
     m = _ANSWER_TAG.search(text)
     s = m.group(1) if m else _THINK.sub(" ", text)
     s = re.sub(r"[*`#_]+", " ", s)
-    return " ".join(s.split())
+    return [" ".join(line.split()) for line in s.splitlines() if line.strip()]
+
+
+def _strip_prefix(s: str) -> tuple[str, bool]:
+    """``s`` without leading answer prefixes ("So the answer is"), and whether any was."""
+    stripped = False
+    while m := _PREFIX.match(s):
+        if not m.group(0):
+            break
+        s, stripped = s[m.end() :].strip(), True
+    return s, stripped
+
+
+def _list_letters(s: str) -> set[str]:
+    return {x.upper() for x in re.findall(r"[A-Za-z]", re.sub(r"\band\b", " ", s))}
+
+
+def _declared(lines: list[str]) -> str | None:
+    """The letters of the response's last answer declaration, or None.
+
+    A bare letter list alone on the first line, before an explanation, counts as the
+    first declaration; "answer is X" / "答案是X" / "I choose X" anywhere count too.
+    """
+    last: str | None = None
+    if len(lines) > 1:
+        first, _ = _strip_prefix(lines[0])
+        if first and _LETTER_LIST.fullmatch(first):
+            last = "".join(sorted(_list_letters(first)))
+    for m in _DECLARATION.finditer(" ".join(lines)):
+        got = m.group(1)
+        rest = m.string[m.end() :]
+        if got == "I" and re.match(r"\s+[a-z]", rest):
+            continue  # "the answer, I think, ...": the pronoun
+        last = "".join(sorted(set(re.findall(r"[A-Z]", got))))
+    return last
 
 
 def _norm_words(text: str) -> str:
@@ -261,13 +326,17 @@ def extract_choice(
     """Letters of a response, abstaining (empty, with a reason) rather than guessing.
 
     The steps, first hit wins: (1) the response is only letters (``"B"``, ``"(b)"``,
-    ``"B, D"``, ``"A and C"``); (2) it starts with a letter marker (``"B. forest"``,
-    ``"(B) forest"``), or with a bare letter right after an answer prefix (``"The answer
-    is B because ..."``); (3) upper-case letters in parentheses or after "answer",
-    "option", "choice", "is" inside the text; (4) with ``options``, the option whose text
-    the response gives. ``<answer>...</answer>`` is read when present and
-    ``<think>...</think>`` ignored. Lower-case letters count only in step (1), so the
-    article "a" is never read as option A.
+    ``"B, D"``, ``"A and C"``); (2) the last answer declaration: a letter list alone on
+    the first line before an explanation (``"B\\nThe lake is ..."``), ``"the answer is
+    B"``, ``"I choose B"``, ``"答案是B"``, ``"选B"`` (so "The answer is A. No wait, the
+    answer is C." reads C); (3) it starts with a letter marker (``"B. forest"``,
+    ``"(B) forest"``, ``"B。"``), or with a bare letter right after an answer prefix;
+    (4) upper-case letters in parentheses (ASCII or full-width), after "option",
+    "choice", "is", or standing alone in Chinese or Japanese text (``"我认为B是对的"``);
+    (5) with ``options``, the option whose text the response gives.
+    ``<answer>...</answer>`` is read when present and ``<think>...</think>`` ignored.
+    Lower-case letters count only in bare letter lists, so the article "a" is never
+    read as option A.
 
     Args:
         text: The model's response (None for a missing one).
@@ -285,25 +354,25 @@ def extract_choice(
     valid = _letter_range(len(options) if options is not None else (n_options or 5))
     if text is None:
         return _none("no response")
-    s = _clean(text)
+    lines = _lines(text)
+    s = " ".join(lines)
     if not s:
         return _none("empty response")
-    stripped = False
-    while m := _PREFIX.match(s):
-        if not m.group(0):
-            break
-        s, stripped = s[m.end() :].strip(), True
+    s, stripped = _strip_prefix(s)
     if not s:
         return _none("an answer prefix with no answer")
     if _LETTER_LIST.fullmatch(s):
-        found = {x.upper() for x in re.findall(r"[A-Za-z]", re.sub(r"\band\b", " ", s))}
-        return _checked(found, valid, multi, "for a single-answer question")
+        return _checked(_list_letters(s), valid, multi, "for a single-answer question")
+    declared = _declared(lines)
+    if declared:
+        return _checked(set(declared), valid, multi, "in the last answer declaration")
     m = _LEADING.match(s) or (_LEADING_AFTER_PREFIX.match(s) if stripped else None)
     if m:
         letter = next(g for g in m.groups() if g)
         return _checked({letter}, valid, multi, "")
     found = set(_PARENS.findall(s)) | set(_MENTION.findall(s)) | set(_IS_LETTER.findall(s))
     found = {x for x in found if x != "I"}  # "I" is the pronoun, never option I
+    found |= {a or b for a, b in _CJK_LETTER.findall(s)}
     if found:
         return _checked(found, valid, multi, "in a single-answer response")
     if options is not None:
