@@ -3,6 +3,8 @@ never raising, and accounting for every candidate object."""
 
 from __future__ import annotations
 
+import gc
+import math
 import time
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from earthvlm.data.detection_parse import ParsedDetections, parse_detections
+from earthvlm.data.detection_parse import MAX_CHARS, ParsedDetections, parse_detections
 from earthvlm.data.detection_text import NONE_TARGET, serialise_detections
 from earthvlm.geo.boxes import box_problem, canonical_quad, obb_to_quad
 
@@ -300,28 +302,59 @@ def test_mutated_outputs_parse_and_account(case) -> None:
                           classes, fmt)  # fmt: skip
 
 
-N = 50_000
+#: Each pathological shape as a function of its length in characters (about ``n``).
 PATHOLOGICAL = {
-    "braces": "{" * N,
-    "quotes": '"' * N,
-    "apostrophes": "'" * N,
-    "open list in a box": '{"bbox_2d": [' + "1," * N,
-    "commas in a box": '{"bbox_2d": [' + "," * N,
-    "nested lists": '[{"a": ' + "[" * N,
-    "colons": '{"a"' + ":" * N,
-    "keys": "{" + '"label":' * (N // 8),
-    "numbers": "1," * N,
-    "dots": "1." * N,
-    "word then spaces": "a" + " " * N + "1",
-    "backslashes": '"' + "\\" * N,
-    "lines": "x\n" * N,
-    "mixed": "{[(\"',:1a " * (N // 10),
+    "braces": lambda n: "{" * n,
+    "quotes": lambda n: '"' * n,
+    "apostrophes": lambda n: "'" * n,
+    "open list in a box": lambda n: '{"bbox_2d": [' + "1," * (n // 2),
+    "commas in a box": lambda n: '{"bbox_2d": [' + "," * n,
+    "nested lists": lambda n: '[{"a": ' + "[" * n,
+    "colons": lambda n: '{"a"' + ":" * n,
+    "keys": lambda n: "{" + '"label":' * (n // 8),
+    "numbers": lambda n: "1," * (n // 2),
+    "dots": lambda n: "1." * (n // 2),
+    "word then spaces": lambda n: "a" + " " * n + "1",
+    "words and spaces": lambda n: "a " * (n // 2) + "1",
+    "backslashes": lambda n: '"' + "\\" * n,
+    "lines": lambda n: "x\n" * (n // 2),
+    "mixed": lambda n: "{[(\"',:1a " * (n // 10),
+    "labels": lambda n: "1,2,30,40 plain-ish label\n" * (n // 26),
 }
 
 
+def _cpu_seconds(text: str, **kw) -> float:
+    """The least CPU time of three parses (the parser allocates: no GC pauses in it)."""
+    best = math.inf
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(3):
+            t0 = time.process_time()
+            parse_detections(text, width=W, height=H, classes=CLASSES, **kw)
+            best = min(best, time.process_time() - t0)
+    finally:
+        gc.enable()
+    return max(best, 1e-4)
+
+
 @pytest.mark.parametrize("name", list(PATHOLOGICAL))
-def test_pathological_text_finishes_quickly(name) -> None:
-    t0 = time.perf_counter()
-    res = parse_detections(PATHOLOGICAL[name], width=W, height=H, classes=CLASSES)
-    assert time.perf_counter() - t0 < 2.0  # linear: ~0.1 s; quadratic would take minutes
-    _check_invariants(res, CLASSES)
+def test_pathological_text_takes_time_linear_in_its_length(name) -> None:
+    make = PATHOLOGICAL[name]
+    short, long = make(2_000), make(20_000)
+    ratio = _cpu_seconds(long, max_chars=10**6) / _cpu_seconds(short, max_chars=10**6)
+    # ten times the text: about ten times the work; quadratic work would be ~100 times
+    assert ratio < 30, f"{name}: 10x the text took {ratio:.0f}x the time"
+    _check_invariants(parse_detections(long, width=W, height=H, classes=CLASSES), CLASSES)
+
+
+def test_text_past_the_cap_costs_no_more_than_the_cap() -> None:
+    cap = 4096
+    over = "{" * (20 * cap)
+    res = parse_detections(over, width=W, height=H, max_chars=cap)
+    assert res.report.truncated_chars == 19 * cap
+    assert res.report.dropped["input_too_long"] == 1 and res.report.balanced
+    assert _cpu_seconds(over, max_chars=cap) / _cpu_seconds("{" * cap, max_chars=cap) < 3
+    # the default cap, with its reason
+    res = parse_detections("x" * (MAX_CHARS + 5), width=W, height=H)
+    assert res.report.truncated_chars == 5 and res.report.dropped["input_too_long"] == 1

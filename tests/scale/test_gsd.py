@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from earthvlm.errors import GSDError
-from earthvlm.scale.gsd import GSD, MAX_GSD_M, GSDKind, GSDSource, check_gsd_m
+from earthvlm.scale.gsd import GSD, MAX_GSD_M, MIN_GSD_M, GSDKind, GSDSource, check_gsd_m
 
 # -- construction ---------------------------------------------------------------------
 
@@ -97,6 +97,24 @@ def test_invalid_exact_values_are_rejected_naming_value_and_source(value, shown)
 
 def test_max_gsd_itself_is_accepted() -> None:
     assert GSD.exact(MAX_GSD_M).point_m == MAX_GSD_M
+
+
+@pytest.mark.parametrize("value", [1e-300, 5e-324, 9e-6, "1e-300", MIN_GSD_M * 0.999])
+def test_below_the_physical_floor_is_rejected_naming_units(value) -> None:
+    # 9e-6: a 1 m pixel given in degrees; 5e-324: the smallest float
+    with pytest.raises(GSDError, match=r"below 0\.0001 m per pixel.*units"):
+        check_gsd_m(value, source="test")
+    with pytest.raises(GSDError, match="below"):
+        GSD.exact(value, GSDSource.METADATA, "labels/P0001.txt")
+    with pytest.raises(GSDError, match="below"):
+        GSD.range(value, 1.0, GSDSource.DATASET)
+    with pytest.raises(GSDError, match="below"):
+        GSD.from_dict({"kind": "exact", "m": value, "source": "metadata"})
+
+
+def test_the_floor_itself_and_a_spoofing_sweep_under_1_cm_are_accepted() -> None:
+    assert GSD.exact(MIN_GSD_M).point_m == MIN_GSD_M
+    assert GSD.exact(0.01 * 10**-2).point_m == pytest.approx(1e-4)  # App. A.3's delta -2
 
 
 def test_above_max_message_points_at_units() -> None:

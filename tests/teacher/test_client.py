@@ -332,6 +332,8 @@ BAD_BODIES: dict[str, tuple[Any, str]] = {
     "content filter": (completion("", finish_reason="content_filter"), "refusal"),
     "error object": ({"error": {"message": "model overloaded"}}, "api_error"),
     "deep nesting": ("[" * 100_000 + "]" * 100_000, "bad_json"),
+    "huge integer": ('{"choices": ' + "9" * 5000 + "}", "bad_json"),
+    "lone surrogate": (json.dumps(completion("a \ud800 b")), "not_utf8"),
 }
 
 

@@ -180,6 +180,32 @@ def test_without_overviews_large_views_are_decimated_by_gdal(tmp_path: Path) -> 
         r.global_view()
 
 
+def test_a_sidecar_ovr_is_never_shown(tmp_path: Path) -> None:
+    # an X.tif.ovr written as VRT XML: GDAL would take it as X.tif's overviews and the
+    # global view would show the file it reads
+    secret = write_geotiff(
+        tmp_path / "secret.tif", np.full((1, 512, 512), 77, np.uint8), crs=None, transform=None
+    )
+    (tmp_path / "dataset").mkdir()
+    path = write_geotiff(
+        tmp_path / "dataset" / "flat.tif",
+        np.full((1, 1024, 1024), 5, np.uint8),
+        crs=None,
+        transform=None,
+        tiled=True,
+    )
+    Path(f"{path}.ovr").write_text(
+        '<VRTDataset rasterXSize="512" rasterYSize="512"><VRTRasterBand dataType="Byte" '
+        f'band="1"><SimpleSource><SourceFilename>{secret}</SourceFilename><SourceBand>1'
+        "</SourceBand></SimpleSource></VRTRasterBand></VRTDataset>"
+    )
+    config = ReaderConfig(max_decode_pixels=512 * 512, max_scan_pixels=2048 * 2048)
+    with reader(path, config=config) as r:
+        assert r.overviews == ()
+        view = r.global_view()
+    assert view.level == 1 and int(view.pixels.max()) == 5
+
+
 def test_a_large_tiled_raster_passes_a_small_decode_budget(coded_tif: Path) -> None:
     config = ReaderConfig(max_decode_pixels=400_000)  # the scene is 6.3 Mpx
     with reader(coded_tif, config=config) as r:

@@ -47,7 +47,12 @@ from torch import nn
 from earthvlm import __version__
 from earthvlm.adapters.context import ScaleContext
 from earthvlm.errors import EarthVLMError
-from earthvlm.io import atomic_dir
+from earthvlm.io import (
+    UntrustedJSONError,
+    atomic_dir,
+    canonicalize_safetensors,
+    loads_untrusted,
+)
 from earthvlm.registry import Registry
 
 #: The adapter config, written last (the completeness marker). Not peft's file name: the
@@ -175,6 +180,7 @@ def save_adapter(
         save_file(
             tensors, str(tmp / WEIGHTS_NAME), metadata={"format": "pt", "earthvlm": __version__}
         )
+        canonicalize_safetensors(tmp / WEIGHTS_NAME)  # same run, same bytes
         meta = {
             "adapter": method.name,
             "config": info["config"].to_dict(),
@@ -224,9 +230,9 @@ def _find_meta(folder: Path) -> tuple[Path, dict[str, Any]] | None:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    try:  # an adapter folder may come from anywhere: loads_untrusted, never a traceback
+        return loads_untrusted(path.read_bytes())
+    except (OSError, UntrustedJSONError) as e:
         raise EarthVLMError(f"{path}: unreadable adapter config ({e})") from None
 
 

@@ -5,9 +5,11 @@ reason (blank lines), or goes to the quarantine file with its line number, the r
 and the raw text, so a fix can be re-applied. The ledger adds up:
 ``read == ok + skipped + failed``.
 
-Quarantine reasons are short and stable: ``not_utf8``, ``invalid_json``,
-``not_an_object``, ``duplicate_id``, ``path_escape``, ``missing_file``, and for schema
-errors ``<field>:<error type>`` (e.g. ``images:unsafe_path``, ``box_out_of_image``).
+Quarantine reasons are short and stable: ``not_utf8``, ``invalid_json``, ``too_deep``
+(nested past :data:`~earthvlm.io.MAX_JSON_DEPTH`), ``number_too_long`` (an integer past
+Python's digit limit), ``lone_surrogate`` (a ``\\ud800`` escape no UTF-8 writer can write
+back), ``not_an_object``, ``duplicate_id``, ``path_escape``, ``missing_file``, and for
+schema errors ``<field>:<error type>`` (e.g. ``images:unsafe_path``, ``box_out_of_image``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from earthvlm.data.ledger import Ledger
 from earthvlm.data.paths import resolve_within
 from earthvlm.data.record import Record, primary_error
 from earthvlm.errors import PathEscapeError, RecordError
-from earthvlm.io import atomic_writer
+from earthvlm.io import UntrustedJSONError, atomic_writer, loads_untrusted
 
 
 @dataclass
@@ -113,9 +115,9 @@ def read_records(
                 ledger.count_skipped("blank_line")
                 continue
             try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                fail(lineno, "invalid_json", f"{e.msg} at column {e.colno}", raw)
+                obj = loads_untrusted(raw)
+            except UntrustedJSONError as e:  # not JSON, too deep, huge int, lone surrogate
+                fail(lineno, e.reason, e.detail, raw)
                 continue
             if not isinstance(obj, dict):
                 fail(

@@ -67,6 +67,7 @@ from earthvlm.geo.raster import (
     DEFAULT_MAX_SCAN_PIXELS,
     open_raster,
     read_pixels,
+    sniff_driver,
 )
 
 #: ``PIL.Image.Resampling.BICUBIC``: the filter of the Qwen-VL image processors.
@@ -207,6 +208,36 @@ def decode_image(
             return to_rgb(im)
     except (OSError, ValueError, Image.DecompressionBombError) as e:
         raise ImageDecodeError(f"{path}: cannot decode ({e})") from None
+
+
+#: Formats training and the UHR reader decode with PIL (:func:`decode_image`); GDAL
+#: reads every other one. GDAL and PIL disagree on damaged files (GDAL reads a PNG cut
+#: in half, PIL refuses it), so a check must use the same decoder as its consumers.
+PIL_DRIVERS = ("JPEG", "PNG")
+
+
+def verify_pixels(
+    path: str | os.PathLike, *, allow_vrt: bool = False, max_pixels: int = 1 << 28
+) -> str:
+    """Decode every pixel of a file with the decoder training and ``ask`` use for it:
+    :func:`decode_image` (PIL) for JPEG and PNG, GDAL for the rest. Returns that
+    decoder's name (``"PIL"`` or ``"GDAL"``).
+
+    Args:
+        path: The file.
+        allow_vrt: Accept a VRT (see :func:`~earthvlm.geo.raster.open_raster`).
+        max_pixels: Most pixels decoded (PIL's own bomb limit also applies).
+
+    Raises:
+        ImageDecodeError: A JPEG or PNG that training would refuse.
+        RasterError: Any other raster that cannot be read.
+    """
+    if sniff_driver(Path(path)) in PIL_DRIVERS:
+        decode_image(path, max_pixels=max_pixels)
+        return "PIL"
+    with open_raster(path, allow_vrt=allow_vrt) as ds:
+        read_pixels(ds, max_pixels=max_pixels)
+    return "GDAL"
 
 
 def open_header(path: str | os.PathLike) -> Image.Image:
@@ -740,6 +771,7 @@ def _flatten(images: Any) -> list[Any]:
 
 __all__ = [
     "BICUBIC",
+    "PIL_DRIVERS",
     "SOURCE_SIZE_KEY",
     "ImageDecodeError",
     "ImageTooLargeError",
@@ -752,4 +784,5 @@ __all__ = [
     "normalised_table",
     "open_header",
     "to_rgb",
+    "verify_pixels",
 ]

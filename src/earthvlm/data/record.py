@@ -6,7 +6,8 @@ whose image parts point at those images by index, and optional boxes and masks w
 field names carry their format and frame (``xyxy_px``, ``quad_px``, ``obb_px``: pixels
 of the referenced source image). Validation errors carry a short machine-readable type
 (``box_out_of_image``, ``image_part_mismatch``, ...) that the JSONL reader uses as the
-quarantine reason.
+quarantine reason. A record that could not be written back as JSON (a lone surrogate,
+a ``meta`` nested past the serialiser's depth) is refused when it is made.
 
 Example row::
 
@@ -32,11 +33,12 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_core import PydanticCustomError
+from pydantic_core import PydanticCustomError, PydanticSerializationError
 
 from earthvlm.data.paths import check_relative_path
 from earthvlm.errors import PathEscapeError
 from earthvlm.geo.boxes import obb_to_quad, quad_area
+from earthvlm.io import UntrustedJSONError, check_plain_json
 from earthvlm.scale.gsd import GSD
 
 Modality = Literal["optical", "sar", "multispectral"]
@@ -290,6 +292,34 @@ class Record(_Strict):
                 )
         if not any(m.role == "user" for m in self.messages):
             raise PydanticCustomError("no_user_turn", "messages need at least one user turn")
+        return self
+
+    @model_validator(mode="after")
+    def _writable(self) -> Record:
+        # A record the writer cannot write back is refused here, where the reader can
+        # quarantine it, not later by the writer: a lone surrogate (text or meta from a
+        # "\ud800" escape) or a meta nested past the serialiser's depth. The free-form
+        # dicts are walked too: the serialiser silently mangles a surrogate in a key.
+        try:
+            for free in (self.meta, *(m.rle for m in self.masks if m.rle)):
+                check_plain_json(free, max_depth=None)
+        except UntrustedJSONError as e:
+            raise PydanticCustomError(e.reason, "{detail}", {"detail": e.detail}) from None
+        try:
+            self.model_dump_json()
+        except PydanticSerializationError as e:
+            msg = str(e)
+            if "surrogate" in msg or "UnicodeEncodeError" in msg:
+                reason, what = "lone_surrogate", "a lone surrogate (half of a UTF-16 pair)"
+            elif "depth" in msg:
+                reason, what = "too_deep", "a value nested too deeply"
+            else:
+                reason, what = "not_serializable", "a value JSON cannot hold"
+            raise PydanticCustomError(
+                reason,
+                "the record holds {what}; it could not be written back ({msg})",
+                {"what": what, "msg": msg[:200]},
+            ) from None
         return self
 
 

@@ -7,7 +7,13 @@ able to do that (see the project's notes on untrusted inputs). So :func:`open_ra
 * refuses URLs, GDAL virtual paths (``/vsi...``) and anything that is not a local file;
 * sniffs the file's magic bytes and opens it with that format's driver only;
 * accepts a VRT only when the caller asks (``allow_vrt=True``, e.g. a path a person
-  typed) and only if every source it references stays inside the VRT's own folder;
+  typed), only if it uses nothing but the elements and attributes of a simple-source
+  VRT (compared case-insensitively, as GDAL compares them) and only if every source it
+  references stays inside the VRT's own folder and has no sidecar files;
+* opens under :data:`SAFE_GDAL_OPTIONS`, so GDAL consults no sidecar file: an
+  ``X.tif.ovr`` (overviews), ``X.tif.msk`` (mask) or ``X.tif.aux.xml`` (georeferencing,
+  metadata) beside the file is ignored, because any of them may be a VRT that reads
+  another file, or may rewrite the GSD;
 * checks dimensions and band count right after opening (huge sizes in a tiny file are
   refused before any pixel is decoded).
 
@@ -51,6 +57,52 @@ DEFAULT_MAX_READ_PIXELS = 89_478_485
 #: Default most source pixels one reduced read may decode (about 32,768 px a side): its
 #: memory stays that of the output (and GDAL's block cache), but its time grows with them.
 DEFAULT_MAX_SCAN_PIXELS = 1 << 30
+
+#: GDAL config options in force whenever this module opens a raster. ``EMPTY_DIR`` makes
+#: GDAL believe the file's folder holds nothing else, so it finds no sidecar (``.ovr``,
+#: ``.msk``, ``.aux``, ``.aux.xml``, world files), not at open and not later when an
+#: overview or mask is first read (the sibling list is fixed at open). ``TRUE`` would
+#: not do: GDAL then probes each sidecar name with ``stat``. PAM off stops ``.aux.xml``
+#: from being read (and GDAL from writing one into a dataset's folder).
+SAFE_GDAL_OPTIONS: dict[str, str] = {
+    "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",
+    "GDAL_PAM_ENABLED": "NO",
+}
+#: Largest VRT file accepted (bytes): a mosaic of some 100,000 sources.
+MAX_VRT_BYTES = 32 << 20
+#: Sidecar suffixes GDAL opens beside a raster (``X.tif`` + suffix, compared ignoring
+#: case), refused next to a VRT's sources (they are opened when pixels are read, after
+#: :func:`open_raster` returns, so :data:`SAFE_GDAL_OPTIONS` cannot cover them).
+SIDECAR_SUFFIXES = (".ovr", ".msk", ".aux", ".aux.xml")
+# The elements of a simple-source VRT (what gdalbuildvrt and gdal_translate -of VRT
+# write), each with the attributes it may carry, lower-cased: GDAL matches names
+# ignoring case. Everything else is refused: derived and warped bands, kernel filters,
+# open options, XML metadata (format="xml"), namespaces.
+_VRT_BARE_ELEMENTS = (  # elements without attributes
+    "sourceband geotransform colorinterp nodatavalue hidenodatavalue colortable description "
+    "unittype offset scale categorynames category scaleoffset scaleratio nodata usemaskband "
+    "lut colortablecomponent exponent srcmin srcmax dstmin dstmax overview maskband "
+    "blockxsize blockysize"
+)
+_VRT_SCHEMA: dict[str, tuple[str, ...]] = {
+    "vrtdataset": ("rasterxsize", "rasterysize"),
+    "vrtrasterband": ("datatype", "band", "blockxsize", "blockysize"),
+    "simplesource": ("resampling",),
+    "complexsource": ("resampling",),
+    "sourcefilename": ("relativetovrt", "shared"),
+    "sourceproperties": ("rasterxsize", "rasterysize", "datatype", "blockxsize", "blockysize"),
+    "srcrect": ("xoff", "yoff", "xsize", "ysize"),
+    "dstrect": ("xoff", "yoff", "xsize", "ysize"),
+    "srs": ("dataaxistosrsaxismapping",),
+    "gcplist": ("projection", "dataaxistosrsaxismapping"),
+    "gcp": ("id", "info", "pixel", "line", "x", "y", "z"),
+    "metadata": ("domain",),
+    "mdi": ("key",),
+    "entry": ("c1", "c2", "c3", "c4"),
+    "overviewlist": ("resampling",),
+    **dict.fromkeys(_VRT_BARE_ELEMENTS.split(), ()),
+}
+_VRT_DTD = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 # GDAL driver-prefixed connection strings ("GTIFF_DIR:1:...", "NETCDF:...", "HDF5:...")
@@ -113,50 +165,123 @@ def sniff_driver(path: Path) -> str:
 
 
 def check_vrt_sources(path: Path) -> None:
-    """Refuse a VRT that reads anything outside its own folder (or any URL / ``/vsi`` path).
+    """Refuse a VRT that could read anything but plain rasters inside its own folder.
+
+    Only the elements and attributes of a simple-source VRT are accepted, compared
+    ignoring case as GDAL does (``<SOURCEFILENAME>`` is ``<SourceFilename>`` to GDAL).
+    Every source must be a relative path inside the VRT's folder (or an absolute one that
+    resolves there), an existing raster that is not itself a VRT, with no sidecar files
+    (:data:`SIDECAR_SUFFIXES`).
 
     Raises:
-        RasterError: Naming the offending source.
+        RasterError: Naming the offending element, attribute or source.
     """
+    if path.stat().st_size > MAX_VRT_BYTES:
+        raise RasterError(f"{path}: VRT is over {MAX_VRT_BYTES:,} bytes; refused")
+    data = path.read_bytes()
+    if _VRT_DTD.search(data):
+        # entities would be expanded by this check's parser and not by GDAL's
+        raise RasterError(f"{path}: VRT has a DOCTYPE or ENTITY declaration; refused")
     try:
-        root = ET.parse(path).getroot()
+        root = ET.fromstring(data)
     except ET.ParseError as e:
         raise RasterError(f"{path}: VRT is not valid XML ({e})") from None
+    if root.tag.lower() != "vrtdataset":
+        raise RasterError(f"{path}: VRT root element is {root.tag!r}, not VRTDataset")
     base = path.resolve().parent
     for el in root.iter():
-        if el.get("subClass") is not None:
+        attrs = {name.lower(): value for name, value in el.attrib.items()}
+        if "subclass" in attrs:
             # derived (pixel functions, Python code) and warped VRTs: not needed, refused
             raise RasterError(
-                f"{path}: VRT element {el.tag} subClass={el.get('subClass')!r} is refused; "
+                f"{path}: VRT element {el.tag} subClass={attrs['subclass']!r} is refused; "
                 "only simple source VRTs are accepted."
             )
-        if el.tag != "SourceFilename":
-            continue
-        text = (el.text or "").strip()
-        relative = el.get("relativeToVRT", "0") == "1"
-        # plain file paths only: no URLs, /vsi paths or GDAL connection strings
-        # (e.g. "GTIFF_DIR:1:/elsewhere/x.tif", which GDAL opens whatever the prefix)
-        if _URL.match(text) or _CONNECTION.match(text) or text.startswith(("/vsi", "vsi")):
+        allowed = _VRT_SCHEMA.get(el.tag.lower())
+        if allowed is None:
             raise RasterError(
-                f"{path}: VRT source {text!r} is a URL, virtual path or connection string; refused"
+                f"{path}: VRT element <{el.tag}> is refused; only the elements of a simple "
+                "source VRT are accepted (convert it with gdal_translate if you trust it)."
             )
-        if not relative and not Path(text).is_absolute():
-            # GDAL would resolve it against the current directory, not the VRT's folder
-            raise RasterError(f"{path}: VRT source {text!r} is relative to the working directory")
-        target = (base / text) if relative else Path(text)
-        resolved = target.resolve()
-        if not resolved.is_relative_to(base):
-            raise RasterError(
-                f"{path}: VRT source {text!r} lies outside the VRT's folder {base}; refused "
-                "(a VRT from a dataset must not read arbitrary files)."
-            )
-        if not resolved.is_file():
-            raise RasterError(f"{path}: VRT source {text!r} is not an existing file")
-        if sniff_driver(resolved) == "VRT":
-            raise RasterError(
-                f"{path}: VRT source {text!r} is itself a VRT; nested VRTs are refused "
-                "(their sources would escape this check)."
-            )
+        if len(attrs) != len(el.attrib):
+            raise RasterError(f"{path}: VRT element <{el.tag}> repeats an attribute name")
+        for name in el.attrib:
+            if name.lower() not in allowed:
+                raise RasterError(f"{path}: VRT attribute {name!r} of <{el.tag}> is refused")
+        if el.tag.lower() == "sourcefilename":
+            _check_vrt_source(path, base, el.text or "", attrs.get("relativetovrt", "0"))
+
+
+def _check_vrt_source(path: Path, base: Path, text: str, relative_flag: str) -> None:
+    """Refuse one ``<SourceFilename>`` of ``path`` unless it is a plain raster in ``base``."""
+    if relative_flag not in ("0", "1"):
+        raise RasterError(f"{path}: VRT relativeToVRT={relative_flag!r}; give 0 or 1")
+    if text != text.strip() or any(ord(c) < 32 for c in text):
+        raise RasterError(f"{path}: VRT source {text!r} has surrounding space or control chars")
+    relative = relative_flag == "1"
+    # plain file paths only: no URLs, /vsi paths or GDAL connection strings
+    # (e.g. "GTIFF_DIR:1:/elsewhere/x.tif", which GDAL opens whatever the prefix)
+    if _URL.match(text) or _CONNECTION.match(text) or text.lower().startswith(("/vsi", "vsi")):
+        raise RasterError(
+            f"{path}: VRT source {text!r} is a URL, virtual path or connection string; refused"
+        )
+    if not relative and not Path(text).is_absolute():
+        # GDAL would resolve it against the current directory, not the VRT's folder
+        raise RasterError(f"{path}: VRT source {text!r} is relative to the working directory")
+    target = (base / text) if relative else Path(text)
+    resolved = target.resolve()
+    if not resolved.is_relative_to(base):
+        raise RasterError(
+            f"{path}: VRT source {text!r} lies outside the VRT's folder {base}; refused "
+            "(a VRT from a dataset must not read arbitrary files)."
+        )
+    if not resolved.is_file():
+        raise RasterError(f"{path}: VRT source {text!r} is not an existing file")
+    if sniff_driver(resolved) == "VRT":
+        raise RasterError(
+            f"{path}: VRT source {text!r} is itself a VRT; nested VRTs are refused "
+            "(their sources would escape this check)."
+        )
+    found = sidecars(target) + sidecars(resolved)
+    if found:
+        raise RasterError(
+            f"{path}: VRT source {text!r} has sidecar file(s) {sorted({f.name for f in found})}"
+            ", which GDAL would open when the VRT is read; refused. Remove them or "
+            "convert the VRT to a GeoTIFF (gdal_translate) if you trust them."
+        )
+
+
+def sidecars(path: Path) -> list[Path]:
+    """The sidecar files GDAL may open beside ``path`` (:data:`SIDECAR_SUFFIXES`, any case)."""
+    names = {(path.name + suffix).lower() for suffix in SIDECAR_SUFFIXES}
+    names |= {(path.stem + suffix).lower() for suffix in (".ovr", ".aux", ".msk")}
+    try:
+        return [f for f in path.parent.iterdir() if f.name.lower() in names]
+    except OSError:
+        return []
+
+
+def _gdal_open(path: str | Path, driver: str, **kwargs: object) -> rasterio.io.DatasetReader:
+    """``rasterio.open`` for reading under :data:`SAFE_GDAL_OPTIONS` (no sidecar files)."""
+    with rasterio.Env(**SAFE_GDAL_OPTIONS):
+        return rasterio.open(path, driver=driver, **kwargs)
+
+
+def open_overview(ds: rasterio.io.DatasetReader, level: int) -> rasterio.io.DatasetReader:
+    """Open internal overview ``level`` (0-based, as in ``ds.overviews``) of an open
+    dataset as a dataset of its own, under the same rules as :func:`open_raster`.
+
+    The caller closes it (it is a context manager).
+
+    Raises:
+        RasterError: If the overview cannot be opened.
+    """
+    try:
+        with warnings.catch_warnings():  # as the caller opened the file
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return _gdal_open(ds.name, ds.driver, overview_level=level)
+    except RasterioError as e:
+        raise RasterError(f"{ds.name}: overview level {level} cannot be opened ({e})") from None
 
 
 @contextmanager
@@ -187,7 +312,7 @@ def open_raster(
             )
         check_vrt_sources(p)
     try:
-        ds = rasterio.open(p, driver=driver)
+        ds = _gdal_open(p, driver)
     except RasterioError as e:
         raise RasterError(f"{p}: cannot be opened as {driver} ({e})") from None
     try:
@@ -292,15 +417,7 @@ def read_reduced(
     with ExitStack() as stack:
         level = ds
         if factor != 1:
-            try:
-                with warnings.catch_warnings():  # as the caller opened the file
-                    warnings.simplefilter("ignore", NotGeoreferencedWarning)
-                    k = factors.index(factor)
-                    level = stack.enter_context(
-                        rasterio.open(ds.name, driver=ds.driver, overview_level=k)
-                    )
-            except RasterioError as e:
-                raise RasterError(f"{ds.name}: overview {factor}x cannot be opened ({e})") from None
+            level = stack.enter_context(open_overview(ds, factors.index(factor)))
         n = level.width * level.height
         where = "full resolution" if factor == 1 else f"overview {factor}x"
         if n > max_scan_pixels:

@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import warnings
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from earthvlm.errors import ConfigError, EarthVLMError
+from earthvlm.io import UntrustedJSONError, canonicalize_safetensors, loads_untrusted
 from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.models.processor import FAMILIES
 from earthvlm.models.recipe import ModelConfig, ModelRecipe
@@ -86,19 +88,88 @@ def complete_checkpoints(run_dir: str | Path) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_checkpoint(run_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint of a run, or ``None``."""
-    found = complete_checkpoints(run_dir)
-    return found[-1] if found else None
+class CorruptCheckpointError(EarthVLMError):
+    """A checkpoint marked complete whose files are damaged; the message names the file."""
+
+
+def verify_checkpoint(ckpt: str | Path) -> None:
+    """Check a complete checkpoint's files without loading a weight.
+
+    The marker's list of file sizes (written by :func:`earthvlm.train.checkpoint.
+    save_checkpoint`; absent from older checkpoints) must match; every ``.safetensors``
+    file must open (its header parses and its tensors fit the file) and every ``.json``
+    file must parse. Damage inside tensor data is not seen (no checksums are kept).
+
+    Raises:
+        CorruptCheckpointError: Naming the first damaged file and what is wrong.
+    """
+    p = Path(ckpt)
+    marker = p / COMPLETE_FILE
+    try:
+        text = marker.read_text(encoding="utf-8").strip()
+        listed = json.loads(text) if text else {}
+    except (OSError, ValueError) as e:
+        raise CorruptCheckpointError(f"{marker}: unreadable completeness marker ({e})") from None
+    files = listed.get("files", {}) if isinstance(listed, dict) else {}
+    for rel, size in files.items() if isinstance(files, dict) else ():
+        f = p / rel
+        found = f.stat().st_size if f.is_file() else None
+        if found != size:
+            what = "missing" if found is None else f"{found:,} bytes, written as {size:,}"
+            raise CorruptCheckpointError(f"{f}: {what}")
+    for f in sorted(p.rglob("*")):
+        if f.suffix == ".safetensors":
+            try:
+                with safe_open(str(f), framework="pt") as st:
+                    st.keys()
+            except Exception as e:  # SafetensorError, OSError: the message names no file
+                raise CorruptCheckpointError(
+                    f"{f}: not a readable safetensors file ({e})"
+                ) from None
+        elif f.suffix == ".json":
+            try:
+                json.loads(f.read_bytes())
+            except (OSError, ValueError, RecursionError) as e:
+                raise CorruptCheckpointError(f"{f}: not readable JSON ({e})") from None
+
+
+def usable_checkpoint(
+    candidates: list[Path], say: Callable[[str], None] | None = None
+) -> Path | None:
+    """The first of ``candidates`` (newest first) that :func:`verify_checkpoint` passes;
+    each one skipped is reported through ``say`` (default: a warning), naming the file."""
+    report = say or (lambda msg: warnings.warn(msg, stacklevel=3))
+    for i, ckpt in enumerate(candidates):
+        try:
+            verify_checkpoint(ckpt)
+        except CorruptCheckpointError as e:
+            later = next((c.name for c in candidates[i + 1 :]), None)
+            report(f"{e}; skipping {ckpt.name}" + (f", using {later}" if later else ""))
+            continue
+        return ckpt
+    return None
+
+
+def latest_checkpoint(
+    run_dir: str | Path, *, say: Callable[[str], None] | None = None
+) -> Path | None:
+    """The newest complete checkpoint of a run whose files verify, or ``None``.
+
+    A newer one whose files are damaged (:func:`verify_checkpoint`) is skipped, with a
+    message through ``say`` (default: a warning) naming the file.
+    """
+    return usable_checkpoint(complete_checkpoints(run_dir)[::-1], say)
 
 
 def resolve_run(path: str | Path) -> tuple[Path, Path]:
     """``(run_dir, checkpoint)`` for a run folder or one of its checkpoint folders.
 
-    A run folder resolves to its ``final`` checkpoint, else its newest complete one.
+    A run folder resolves to its ``final`` checkpoint, else its newest complete one; one
+    whose files are damaged is skipped for the next older, with a warning.
 
     Raises:
-        EarthVLMError: If the folder is neither, or the checkpoint is incomplete.
+        EarthVLMError: If the folder is neither, the checkpoint is incomplete, or every
+            checkpoint is damaged (:class:`CorruptCheckpointError`, naming the file).
     """
     p = Path(path)
     if not p.is_dir():
@@ -106,14 +177,23 @@ def resolve_run(path: str | Path) -> tuple[Path, Path]:
     if (p / RUN_CONFIG_FILE).is_file():
         run = p
         final = p / "final"
-        ckpt = final if (final / COMPLETE_FILE).is_file() else latest_checkpoint(p)
-        if ckpt is None:
+        ordered = complete_checkpoints(p)[::-1]
+        if (final / COMPLETE_FILE).is_file():
+            ordered = [final, *(c for c in ordered if c.resolve() != final.resolve())]
+        if not ordered:
             raise EarthVLMError(
                 f"{p}: the run has no complete checkpoint yet (train it, or resume it with "
                 "`earthvlm train`)"
             )
+        ckpt = usable_checkpoint(ordered)
+        if ckpt is None:
+            raise CorruptCheckpointError(
+                f"{p}: every complete checkpoint is damaged (see the warnings); retrain, or "
+                "restore one from a backup"
+            )
     elif (p / COMPLETE_FILE).is_file() and (p.parent / RUN_CONFIG_FILE).is_file():
         run, ckpt = p.parent, p
+        verify_checkpoint(ckpt)  # the one asked for: no silent fallback
     else:
         raise EarthVLMError(
             f"{p}: not a run folder ({RUN_CONFIG_FILE} + checkpoint-N/) or a complete "
@@ -161,9 +241,11 @@ def resolve_base(run_dir: Path, given: str) -> tuple[str, str]:
     record_file = run_dir / BASE_FILE
     if record_file.is_file():
         try:
-            record = json.loads(record_file.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
+            record = loads_untrusted(record_file.read_bytes())
+        except (OSError, UntrustedJSONError) as e:
             raise EarthVLMError(f"{record_file}: unreadable ({e}); delete it to retry") from e
+        if not isinstance(record, dict):
+            raise EarthVLMError(f"{record_file}: not a JSON object; delete it to retry")
         if isinstance(record.get("relative_to_run"), str):
             tried.append(("relative to the run folder", run_dir / record["relative_to_run"]))
         if isinstance(record.get("absolute"), str):
@@ -478,6 +560,7 @@ def save_weights(model: EarthVLM, out: Path, info: dict[str, Any]) -> None:
         model.peft_model.save_pretrained(str(out / "adapter"))
     if head:
         save_file({k: v.contiguous() for k, v in head.items()}, str(out / SSEU_FILE))
+        canonicalize_safetensors(out / SSEU_FILE)
 
 
 def modules_state_dict(model: EarthVLM) -> dict[str, torch.Tensor]:
@@ -505,6 +588,7 @@ def save_modules(model: EarthVLM, out: Path, info: dict[str, Any]) -> Path | Non
     path = Path(out) / MODULES_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(path), metadata=meta)
+    canonicalize_safetensors(path)  # four metadata keys: their order would vary by process
     return path
 
 
@@ -554,6 +638,7 @@ __all__ = [
     "KINDS",
     "MODULES_FILE",
     "SSEU_FILE",
+    "CorruptCheckpointError",
     "complete_checkpoints",
     "detect",
     "latest_checkpoint",
@@ -566,4 +651,6 @@ __all__ = [
     "resolve_run",
     "save_modules",
     "save_weights",
+    "usable_checkpoint",
+    "verify_checkpoint",
 ]

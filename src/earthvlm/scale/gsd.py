@@ -20,6 +20,14 @@ from earthvlm.errors import GSDError
 #: Largest GSD accepted, in metres per pixel. Coarser than 100 km/pixel is not imagery
 #: anyone conditions a VLM on: such a value is a unit error (degrees, kilometres) or garbage.
 MAX_GSD_M = 100_000.0
+#: Smallest GSD accepted, in metres per pixel: 0.1 mm. The finest imagery anyone feeds a
+#: remote-sensing VLM is from drones (survey products reach about 5 mm per pixel,
+#: close-range inspection about 0.5 mm), so 0.1 mm is below all of it, and a spoofing
+#: sweep two decades under a 1 cm GSD (App. A.3's deltas reach -2) still fits. A smaller
+#: value is a unit error (a pixel size in degrees taken as metres: 1 m is about 9e-6
+#: degrees) or garbage such as 1e-300, whose log10 (-300) would put CS-HLoRA's scale
+#: gates and the SSE-U loss hundreds of decades outside anything trained.
+MIN_GSD_M = 1e-4
 
 
 class GSDSource(StrEnum):
@@ -52,8 +60,9 @@ def check_gsd_m(value: Any, *, source: str = "value", detail: str = "") -> float
         detail: More context for the error message (a file, a field).
 
     Raises:
-        GSDError: If the value is not a real number, not finite, not positive or above
-            :data:`MAX_GSD_M`. The message names the value and where it came from.
+        GSDError: If the value is not a real number, not finite, not positive, below
+            :data:`MIN_GSD_M` or above :data:`MAX_GSD_M`. The message names the value and
+            where it came from.
     """
     where = f"{source}" + (f" ({detail})" if detail else "")
     if isinstance(value, bool):
@@ -76,6 +85,11 @@ def check_gsd_m(value: Any, *, source: str = "value", detail: str = "") -> float
         raise GSDError(
             f"GSD {value!r} m from {where} is not positive; a GSD is metres per pixel "
             "and must be > 0. Fix the source value or leave the GSD unknown."
+        )
+    if value < MIN_GSD_M:
+        raise GSDError(
+            f"GSD {value!r} m from {where} is below {MIN_GSD_M:g} m per pixel, finer than "
+            "any imagery: check the units (a pixel size in degrees taken as metres?)."
         )
     if value > MAX_GSD_M:
         raise GSDError(

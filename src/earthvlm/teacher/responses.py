@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from earthvlm.errors import EarthVLMError
+from earthvlm.io import UntrustedJSONError, check_plain_json
 
 #: How much of an error body is kept in a result's ``detail``.
 DETAIL_CHARS = 200
@@ -121,6 +122,10 @@ def parse_chat_completion(raw: bytes) -> dict[str, Any]:
         data = json.loads(body)
     except (ValueError, RecursionError):
         raise ChatResponseError("bad_json", f"not JSON: {snippet(body)!r}") from None
+    try:  # a "\ud800" escape: text no UTF-8 writer (the cache, a record) can write back
+        check_plain_json(data, max_depth=None)
+    except UntrustedJSONError as e:
+        raise ChatResponseError("not_utf8", e.detail) from None
     if not isinstance(data, dict):
         raise ChatResponseError("bad_shape", f"a JSON {type(data).__name__}, not an object")
     if "choices" not in data and "error" in data:

@@ -55,7 +55,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import rasterio
 from PIL import Image
 from rasterio.enums import ColorInterp, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
@@ -64,7 +63,12 @@ from rasterio.windows import Window
 from earthvlm.data.pixels import BICUBIC, ImageDecodeError, array_to_rgb, decode_image
 from earthvlm.data.resolution import Resolution
 from earthvlm.errors import RasterError
-from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS, open_raster, read_pixels
+from earthvlm.geo.raster import (
+    DEFAULT_MAX_READ_PIXELS,
+    open_overview,
+    open_raster,
+    read_pixels,
+)
 from earthvlm.scale.gsd import GSD
 from earthvlm.uhr.view import View
 
@@ -215,12 +219,8 @@ class UHRReader:
         """The open dataset of the level with decimation ``factor`` (1: full resolution)."""
         if factor not in self._levels:
             base = self._levels[1]
-            k = self.overviews.index(factor)
-            try:
-                ds = rasterio.open(base.name, driver=base.driver, overview_level=k)
-            except RasterioError as e:
-                msg = f"{self.path}: overview {factor}x cannot be opened ({e})"
-                raise RasterError(msg) from None
+            # the same rules as the file itself (no sidecar files: an X.tif.ovr is never read)
+            ds = open_overview(base, self.overviews.index(factor))
             self._levels[factor] = self._stack.enter_context(ds)
         return self._levels[factor]
 

@@ -103,12 +103,65 @@ def test_rle_round_trip_and_refusals() -> None:
         decode_segmentation([[0, 0, 1, 1]], 4, 4)
 
 
-def test_refs_pickle_must_be_plain_data(earthmind_root: Path, tmp_path: Path) -> None:
+_SHARED: list = []
+#: Damaged or hostile refs pickles, one per kind: (name, bytes, words of the error).
+BAD_PICKLES = [
+    ("class_reference", pickle.dumps([Path("x")]), "only plain"),
+    ("reduce_without_a_class", b"(S'x'\ntR.", "builds or calls"),
+    ("shared_container", pickle.dumps([_SHARED, _SHARED], protocol=2), "two places"),
+    # what the C unpickler raised past the reader (or allocated, for the memo index)
+    ("append_to_a_dict", b"\x80\x02}K\x01a.", "AttributeError"),
+    ("missing_memo_entry", b"\x80\x02h\x07.", "Memo value not found"),
+    ("unhashable_key", b"\x80\x02}]K\x01s.", "TypeError"),
+    ("long_of_5000_digits", b"L" + b"9" * 5000 + b"L\n.", "ValueError"),
+    ("bad_utf8", b"\x80\x02X\x02\x00\x00\x00\xff\xfe.", "UnicodeDecodeError"),
+    ("truncated", pickle.dumps([{"ref_id": 1}], protocol=2)[:-3], "not a readable pickle"),
+    ("unknown_opcode", b"\x80\x02\xf0.", "KeyError"),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "words"), BAD_PICKLES, ids=[b[0] for b in BAD_PICKLES])
+def test_a_bad_refs_pickle_is_refused_naming_the_file(
+    tmp_path: Path, name: str, data: bytes, words: str
+) -> None:
+    path = tmp_path / "refs(unc).p"
+    path.write_bytes(data)
+    with pytest.raises(pickle.UnpicklingError, match=words) as info:
+        load_plain_pickle(path)
+    assert "refs(unc).p" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "words"), BAD_PICKLES[:5], ids=[b[0] for b in BAD_PICKLES[:5]]
+)
+def test_a_bad_refs_pickle_is_quarantined_and_the_rest_read(
+    earthmind_root: Path, name: str, data: bytes, words: str
+) -> None:
     refs = earthmind_root / "Refer_Segm/sarnew/refs(unc).p"
     assert load_plain_pickle(refs)[0]["ref_id"] == 1
-    refs.write_bytes(pickle.dumps([Path("x")]))  # a class reference
-    with pytest.raises(SourceError, match="only plain"):
-        list(build_reader("earthmind-bench").read(earthmind_root))
+    refs.write_bytes(data)
+    reader = build_reader("earthmind-bench")
+    recs = [r.id for r in reader.read(earthmind_root)]
+    assert len(recs) == 5 and not any("-seg-" in r for r in recs)  # the other tasks
+    problems = {(p.file, p.row): p for p in reader.problems}
+    bad = problems[("Refer_Segm/sarnew/refs(unc).p", 0)]
+    assert bad.reason == "bad_pickle" and "re-download" in bad.fix
+    assert reader.ledger.balanced
+
+
+def test_a_huge_memo_index_allocates_nothing(tmp_path: Path) -> None:
+    # LONG_BINPUT 0xffffffff: CPython's C unpickler sizes its memo array by the index
+    # (64 GiB, cleared); the pure-Python one used here keeps a dict
+    path = tmp_path / "refs(unc).p"
+    path.write_bytes(b"\x80\x02]r\xff\xff\xff\xff.")
+    assert load_plain_pickle(path) == []
+
+
+def test_refs_that_are_not_a_list_are_quarantined(earthmind_root: Path) -> None:
+    (earthmind_root / "Refer_Segm/sarnew/refs(unc).p").write_bytes(pickle.dumps({"a": 1}))
+    reader = build_reader("earthmind-bench")
+    assert len(list(reader.read(earthmind_root))) == 5
+    assert {p.reason for p in reader.problems} >= {"bad_refs"}
 
 
 def test_names_labels_and_images() -> None:

@@ -43,6 +43,7 @@ from earthvlm.data.paths import resolve_within
 from earthvlm.data.record import ImagePart, ImageRef, Message, Record, TextPart
 from earthvlm.data.sources._images import ImageHeaderError, image_size
 from earthvlm.errors import EarthVLMError, GSDError, PathEscapeError, RasterError
+from earthvlm.io import UntrustedJSONError, loads_untrusted
 from earthvlm.registry import did_you_mean
 from earthvlm.scale.gsd import GSD
 from earthvlm.scale.resolve import resolve_gsd
@@ -52,6 +53,13 @@ from earthvlm.scale.sensors import dataset_gsd, lookup_sensor
 RAW_CHARS = 4000
 
 _SOURCE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]*")
+
+#: What to do about JSON refused by :func:`~earthvlm.io.loads_untrusted`, by reason.
+_JSON_FIX = {
+    "too_deep": "flatten the item: rows nest a few levels, not hundreds",
+    "number_too_long": "write the number with fewer digits (or as a string)",
+    "lone_surrogate": "re-export the text as UTF-8 (half of a UTF-16 pair was written)",
+}
 
 #: Suffixes whose georeferencing the resolver may read (``read_georef=True``).
 _GEOREF_SUFFIXES = frozenset({".tif", ".tiff", ".jp2"})
@@ -135,8 +143,13 @@ def _raw_text(raw: Any) -> str:
     else:
         try:
             text = json.dumps(raw, ensure_ascii=False, default=str)
-        except (TypeError, ValueError):
-            text = repr(raw)
+        except (TypeError, ValueError, RecursionError):
+            try:
+                text = repr(raw)[:RAW_CHARS]
+            except RecursionError:
+                text = f"<a {type(raw).__name__} nested too deep to show>"
+    # a lone surrogate from a JSON escape would make the quarantine file unwritable
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")
     return text if len(text) <= RAW_CHARS else text[:RAW_CHARS] + " ...[truncated]"
 
 
@@ -357,17 +370,21 @@ class SourceReader:
         return p.relative_to(self._root).as_posix()
 
     def _load_json(self, rel: str) -> Any:
-        """A whole JSON file the source needs; :class:`SourceError` if it is not JSON."""
+        """A whole JSON file the source needs; :class:`SourceError` if it is not JSON
+        (or is JSON no reader can take: nested too deep, a number of thousands of digits;
+        a lone surrogate is left to the row it sits in)."""
         p = self._file(rel)
         try:
             with open(p, encoding="utf-8-sig") as f:
-                return json.load(f)
+                # the whole file is walked once, by the rows (records check themselves)
+                return loads_untrusted(f.read(), max_depth=None)
         except UnicodeDecodeError as e:
             raise SourceError(f"{p}: not UTF-8 ({e}); re-encode the file as UTF-8") from None
-        except json.JSONDecodeError as e:
+        except UntrustedJSONError as e:
+            what = "not valid JSON" if e.reason == "invalid_json" else f"refused ({e.reason})"
             raise SourceError(
-                f"{p}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno}); "
-                "re-download the file (it may be truncated)"
+                f"{p}: {what}: {e.detail}; "
+                + _JSON_FIX.get(e.reason, "re-download the file (it may be truncated)")
             ) from None
 
     def _release_rows(self, names: Sequence[str], make: Callable[[Any], Record]) -> Iterator[Row]:
@@ -415,13 +432,10 @@ class SourceReader:
             if not text.strip():
                 raise SkipRow("blank_line")
             try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as e:
-                raise RowError(
-                    "invalid_json",
-                    f"{e.msg} at column {e.colno}",
-                    "repair the line so that it is one JSON object",
-                ) from None
+                obj = loads_untrusted(text)
+            except UntrustedJSONError as e:
+                fix = _JSON_FIX.get(e.reason, "repair the line so that it is one JSON object")
+                raise RowError(e.reason, e.detail, fix) from None
             if not isinstance(obj, dict):
                 raise RowError(
                     "not_an_object",
@@ -571,8 +585,8 @@ def coerce_option(reader: type[SourceReader], key: str, text: str) -> Any:
     hint_type = types[key]
     adapter = TypeAdapter(hint_type)
     candidates: list[Any] = []
-    with contextlib.suppress(json.JSONDecodeError):
-        candidates.append(json.loads(text))  # [0.5, 2], true, null, 3
+    with contextlib.suppress(UntrustedJSONError):
+        candidates.append(loads_untrusted(text))  # [0.5, 2], true, null, 3
     candidates.append(text)  # "1.5" for a Literal["1.5"], a plain string
     if "," in text:
         candidates.append([v.strip() for v in text.split(",")])  # 0.5,2 for a tuple

@@ -39,7 +39,10 @@ polygon or RLE masks) and ``refs(unc).p`` (refs with ``ref_id``, ``ann_id``, ``i
 segment {sentence} in this image."); the reference mask is the record's mask (of its
 first image; uncompressed COCO RLE, what the collator reads; an ``ann_id`` list is the
 union, ``-1`` an empty mask); the assistant turn is the polygons as JSON
-``[[[x, y], ...], ...]`` (or the RLE), a form the benchmark reads predictions in.
+``[[[x, y], ...], ...]`` (or the RLE), a form the benchmark reads predictions in. The refs
+file is read as plain data only (:func:`~earthvlm.data.sources._masks.load_plain_pickle`:
+no code runs); one that is damaged or names a class is quarantined as one item
+(``bad_pickle``) and the other tasks are still read.
 
 Settings (paper sec. 5.3): ``optical`` (the RGB view only), ``sar`` (the SAR view only,
 ``modality="sar"``: a one- or two-band file, which the collator frames with zero padding
@@ -344,7 +347,8 @@ class EarthMindBench(SourceReader):
 
     # -- referring segmentation ---------------------------------------------------------
 
-    def _seg_tables(self) -> tuple[str, list[Any], dict[Any, Any], dict[Any, Any]]:
+    def _seg_tables(self) -> tuple[str, list[Any], dict[Any, Any], dict[Any, Any]] | None:
+        """The referring-segmentation tables; ``None`` when the refs file is quarantined."""
         inst_rel = f"{self.segmentation}/instances.json"
         inst = self._load_json(inst_rel)
         if (
@@ -354,12 +358,20 @@ class EarthMindBench(SourceReader):
         ):
             raise SourceError(f"{self._root / inst_rel}: expected COCO images and annotations")
         refs_rel = f"{self.segmentation}/refs(unc).p"
+        refs_path = self._file(refs_rel)
         try:
-            refs = load_plain_pickle(self._file(refs_rel))
+            refs = load_plain_pickle(refs_path)
         except pickle.UnpicklingError as e:
-            raise SourceError(f"{self._root / refs_rel}: {e}; re-download the refs file") from None
-        if not isinstance(refs, list):
-            raise SourceError(f"{self._root / refs_rel}: expected a list of refs")
+            problem = ("bad_pickle", str(e))
+        else:
+            problem = None if isinstance(refs, list) else ("bad_refs", "not a list of refs")
+        if problem is not None:
+            # the file is one item: quarantined, and the other tasks are still read
+            reason, detail = problem
+            raw = f"<{refs_path.stat().st_size:,} bytes of pickle>"
+            fix = "re-download the refs file (a plain-data pickle: a list of ref dicts)"
+            self._quarantine(Row(refs_rel, 0, raw, skip(reason)), reason, detail, fix)
+            return None
         images = {im.get("id"): im for im in inst["images"] if isinstance(im, dict)}
         anns = {a.get("id"): a for a in inst["annotations"] if isinstance(a, dict)}
         return refs_rel, refs, images, anns

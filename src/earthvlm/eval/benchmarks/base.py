@@ -23,7 +23,6 @@ no torch: an RL loop or a report can score without loading a model.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from earthvlm.data.jsonl import read_records
 from earthvlm.data.ledger import Ledger
 from earthvlm.data.record import Record
 from earthvlm.errors import EarthVLMError
+from earthvlm.io import UntrustedJSONError, loads_untrusted
 
 
 class BenchmarkError(EarthVLMError, ValueError):
@@ -162,9 +162,10 @@ def release_rows(path: Path, ledger: Ledger) -> list[Any]:
     text = path.read_text(encoding="utf-8-sig")
     if path.suffix == ".json":
         try:
-            rows = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise BenchmarkError(f"{path}: not JSON ({e.msg} at line {e.lineno})") from None
+            # walked row by row when each becomes a record (records check themselves)
+            rows = loads_untrusted(text, max_depth=None)
+        except UntrustedJSONError as e:
+            raise BenchmarkError(f"{path}: not usable JSON ({e.reason}: {e.detail})") from None
         if not isinstance(rows, list):
             raise BenchmarkError(f"{path}: expected a JSON list of rows")
         return rows
@@ -174,9 +175,9 @@ def release_rows(path: Path, ledger: Ledger) -> list[Any]:
             ledger.count_skipped("blank_line")
             continue
         try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            out.append(BadRow("invalid_json"))
+            out.append(loads_untrusted(line))
+        except UntrustedJSONError as e:  # not JSON, too deep, huge int, lone surrogate
+            out.append(BadRow(e.reason))
     return out
 
 
