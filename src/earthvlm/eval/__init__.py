@@ -8,6 +8,8 @@
 * :mod:`~earthvlm.eval.diagnostics` and :mod:`~earthvlm.eval.diagnose`: GSD spoofing,
   gates, calibration, rank probes, paired tests, reports;
 * :mod:`~earthvlm.eval.runner`: batched greedy generation with a resumable, sharded cache;
+* :mod:`~earthvlm.eval.zoom` and :mod:`~earthvlm.eval.zoom_report`: the zoom arm (every
+  example through the zoom loop, crops read natively) and its summary;
 * :mod:`~earthvlm.eval.choice`: closed-set answers by likelihood;
 * :mod:`~earthvlm.eval.judge`: the open-ended LLM judge; :mod:`~earthvlm.eval.lmms_export`.
 

@@ -36,7 +36,13 @@ Where this departs from the paper and its release:
 * a chain whose crop would be no sharper than the global view (``min_zoom_gain``) is
   skipped with a reason rather than written: the zoom would show nothing new;
 * questions with a ``global`` ROI (ZoomEarth's whole-scene questions) become direct
-  answers with no tool call, so the model also learns when not to zoom.
+  answers with no tool call, so the model also learns when not to zoom;
+* a record may say how the zoom loop asks it (:func:`zoom_question_answer`:
+  ``meta["zoom_question"]`` / ``meta["zoom_answer"]``, e.g. LRS-GRO, whose direct prompt
+  asks for the box as text) and carry a teacher's reasoning (``meta["reasoning"]``:
+  ``global``, ``locate``, ``answer``), which the chain puts in ``<think>`` blocks as
+  ZoomEarth's SFT does: the global description and the locating before the call, the
+  reasoning on the crop before the answer (all three before a direct answer).
 
 NumPy, PIL and rasterio only (no torch): data preparation runs without the model stack.
 Two concepts share this file (past the ~600-line mark) because the templates exist to
@@ -202,6 +208,9 @@ class ChainConfig:
     skip_tasks: tuple[str, ...] = ("detection",)
     """Record tasks left out (``task_skipped``): detection targets are in source pixels,
     the frame of no view the model sees."""
+    reasoning: bool = True
+    """Write a record's ``meta["reasoning"]`` into ``<think>`` blocks (ZoomEarth's SFT
+    rows); ``False`` trains the calls and answers alone."""
 
     def __post_init__(self) -> None:
         if self.box_frame not in BOX_FRAMES:
@@ -250,6 +259,40 @@ def record_roi(record: Record) -> tuple[tuple[float, float, float, float] | None
         xs, ys = [c[0] for c in corners], [c[1] for c in corners]
         return (min(xs), min(ys), max(xs), max(ys)), "boxes"
     return None, "none"
+
+
+def zoom_question_answer(record: Record) -> tuple[str, str]:
+    """The question the zoom loop asks about a single-image, single-question record and
+    the final answer a chain writes: ``meta["zoom_question"]`` and ``meta["zoom_answer"]``
+    where the record gives them (its direct prompt asks for more than the answer, e.g.
+    LRS-GRO's box line, which a zoom call replaces), else its turns
+    (:func:`question_answer`). Inference (:mod:`earthvlm.eval.zoom`) asks the same.
+
+    Raises:
+        ChainError: ``not_single_image`` or ``not_single_turn``.
+    """
+    question, answer = question_answer(record)
+    q, a = record.meta.get("zoom_question"), record.meta.get("zoom_answer")
+    return (
+        q.strip() if isinstance(q, str) and q.strip() else question,
+        a if isinstance(a, str) and a.strip() else answer,
+    )
+
+
+def record_reasoning(record: Record) -> dict[str, str] | None:
+    """``meta["reasoning"]`` as ``{"global", "locate", "answer"}`` text (missing parts
+    empty), or None when the record has none."""
+    raw = record.meta.get("reasoning")
+    if not isinstance(raw, dict):
+        return None
+    parts = {k: str(raw.get(k) or "").strip() for k in ("global", "locate", "answer")}
+    return parts if any(parts.values()) else None
+
+
+def _think(*parts: str) -> str:
+    """A ``<think>`` block of the non-empty parts, then a newline ('' when all are empty)."""
+    text = " ".join(p for p in parts if p)
+    return f"<think>{text}</think>\n" if text else ""
 
 
 def _xyxy(values: Sequence[Any]) -> tuple[float, float, float, float]:
@@ -329,7 +372,8 @@ class ChainWriter:
                 f"record {record.id}: task {record.task!r} is in "
                 f"skip_tasks {list(self.config.skip_tasks)}",
             )
-        question, answer = question_answer(record)
+        question, answer = zoom_question_answer(record)
+        why = record_reasoning(record) if self.config.reasoning else None
         if roi_xyxy_px is not None:
             roi, roi_from = _xyxy(roi_xyxy_px), "explicit"
         else:
@@ -349,6 +393,8 @@ class ChainWriter:
                     f"record {record.id}: no region of interest (meta "
                     "roi_xyxy_px / cell_xyxy_px, or boxes on image 0)",
                 )
+            if why is not None:
+                answer = _think(why["global"], why["locate"], why["answer"]) + answer
             messages = [*self._system(), self._user(question), _text("assistant", answer)]
             zoom = {**meta_base, "action": "answer"}
             return self._record(record, [global_ref], messages, zoom)
@@ -377,6 +423,9 @@ class ChainWriter:
             content=[ImagePart(index=1), TextPart(text=result.observation)],
         )
         call = format_tool_call(box)
+        if why is not None:
+            call = _think(why["global"], why["locate"]) + call
+            answer = _think(why["answer"]) + answer
         messages = [
             *self._system(),
             self._user(question),
@@ -829,9 +878,11 @@ __all__ = [
     "extract_answer",
     "label_records",
     "question_answer",
+    "record_reasoning",
     "record_roi",
     "source_path",
     "template_questions",
     "tool_system_prompt",
     "user_text",
+    "zoom_question_answer",
 ]

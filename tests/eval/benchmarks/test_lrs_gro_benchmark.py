@@ -89,3 +89,56 @@ def test_missing_rows_file_is_refused(tmp_path: Path) -> None:
         build_benchmark("lrs_gro", wordnet=False).examples(tmp_path)
     with pytest.raises(ValueError, match="box_grid_px=0"):
         build_benchmark("lrs_gro", wordnet=False, box_grid_px=0)
+
+
+#: Path similarities of the table synsets (1.0 to itself, else 0.1).
+SIMILARITY = {frozenset({"white", "ivory"}): 0.8}
+
+
+class _Sim:
+    """A synset whose similarity to another is read from :data:`SIMILARITY`."""
+
+    def __init__(self, word: str) -> None:
+        self.word = word
+
+    def path_similarity(self, other: Any, /) -> float | None:
+        if other.word == self.word:
+            return 1.0
+        return SIMILARITY.get(frozenset({self.word, other.word}), 0.1)
+
+
+def table_synsets(word: str) -> list[_Sim]:
+    return [_Sim(word)] if word in {"car", "white", "ivory", "urban"} else []
+
+
+def test_the_release_rule_beside_ours(bench_data: dict[str, Path]) -> None:
+    """The release's eval.py: lemmas, similarity >= 0.8, no full stop stripped; ours:
+    no lemmas, > 0.8, a trailing full stop stripped. Each differs on one answer here."""
+    preds = ["<answer>Urban.</answer>", "<answer>farmland</answer>", "<answer>cars</answer>",
+             "<answer>ivory</answer>"]  # fmt: skip
+    lemmas = {"cars": "car"}.get
+    ours = build_benchmark("lrs_gro", split="test", synsets=table_synsets)
+    release = build_benchmark("lrs_gro", split="test", synsets=table_synsets,
+                              answer_rule="release", lemmatize=lambda w: lemmas(w, w))  # fmt: skip
+    recs = list(ours.examples(bench_data["lrs_gro"]))
+    assert ours.score(recs, preds).item_scores == (1.0, 1.0, 0.0, 0.0)
+    result = release.score(recs, preds)
+    assert result.item_scores == (0.0, 1.0, 1.0, 1.0)
+    assert result.metrics["match"] == "release" and result.metrics["acc_object"] == 1.0
+    assert release.options()["answer_rule"] == "release"
+    assert release.reward(recs[2], "<answer>cars</answer>") == 1.0
+    with pytest.raises(ValueError, match="needs WordNet"):
+        build_benchmark("lrs_gro", wordnet=False, answer_rule="release")
+    with pytest.raises(ValueError, match="answer_rule='x'"):
+        build_benchmark("lrs_gro", wordnet=False, answer_rule="x")
+
+
+def test_what_the_zoom_arm_asks_and_scores_against(bench_data: dict[str, Path]) -> None:
+    bench = build_benchmark("lrs_gro", split="test", wordnet=False)
+    glob, region = list(bench.examples(bench_data["lrs_gro"]))[:2]
+    ask = region.meta["zoom_question"]
+    assert ask.startswith("What is the land use south of the river?\n")
+    assert "<answer></answer>" in ask and "[x1" not in ask  # the zoom call is the box
+    # the 1024 grid maps to the image's longer side (here 2048 px)
+    assert bench.roi_xyxy_px(region, (1536, 2048)) == ("region", [200.0, 400.0, 800.0, 1000.0])
+    assert bench.roi_xyxy_px(glob, (1536, 2048)) == ("global", None)

@@ -164,9 +164,12 @@ def test_examples_come_from_a_synthetic_dataset_with_a_ledger(synth_root: Path) 
         counts[name] = len(recs)
         assert len(list(bench.examples(synth_root, limit=2))) == min(2, len(recs))
     total = sum(1 for line in (synth_root / "records.jsonl").open() if line.strip())
-    assert counts["synth_chips"] == 6 and sum(counts.values()) < total  # mcq, roi left out
+    assert counts["synth_chips"] == 6 and sum(counts.values()) < total  # mcq left out
+    # questions on UHR scenes are asked (the direct arm reads them reduced; --zoom zooms)
     uhr = record("u1", "How many planes are there?", "3", task="counting", mode="uhr")
-    assert build_benchmark("synth_vqa").skip_reason(uhr) == "uhr_scene"  # needs zooming
+    assert build_benchmark("synth_vqa").skip_reason(uhr) is None
+    roi = record("r1", "What colour is the car?", "red", task="roi", roi_type="object")
+    assert build_benchmark("synth_vqa").skip_reason(roi) is None
     with pytest.raises(BenchmarkError, match=r"no records\.jsonl"):
         next(build_benchmark("synth_vqa").examples(synth_root / "images"))
     with pytest.raises(BenchmarkError, match="no such folder"):

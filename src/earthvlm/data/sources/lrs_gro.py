@@ -18,15 +18,31 @@ row gives ``scale`` it must agree with the image's longer side / 1024 within 2 %
 (``scale_mismatch`` otherwise: a resized copy of the image).
 
 :func:`parse_lrs_gro_row` checks a row (reasons ``not_an_object``, ``missing_field:<key>``,
-``unknown_type``, ``bad_bbox``); the benchmark ``lrs_gro`` and the reader :class:`LRSGRO`
-share it. The reader's records ask :func:`lrs_gro_prompt` and answer with the box on the
-grid then ``<answer>...</answer>`` (the box line is left out for global rows); the box
-also becomes a pixel box labelled ``roi`` (grid x longer side / 1024).
+``unknown_type``, ``bad_bbox``, ``bad_reasoning``); the benchmark ``lrs_gro`` and the
+reader :class:`LRSGRO` share it. The reader's records ask :func:`lrs_gro_prompt` and
+answer with the box on the grid then ``<answer>...</answer>`` (the box line is left out
+for global rows); the box also becomes a pixel box labelled ``roi`` (grid x longer side /
+1024).
+
+The same records carry what a Zoom-in Chain (:mod:`earthvlm.uhr.chain`) and the zoom arm
+of ``earthvlm eval`` need, in ``meta``:
+
+* ``roi_type`` (the row's ``type``) and, in the reader's records, ``roi_xyxy_px`` (the
+  box in pixels, ``[]`` for a global row): a global row becomes a direct answer, the
+  others a zoom on their box;
+* ``zoom_question`` (:func:`lrs_gro_zoom_prompt`: the question and the answer format,
+  without the box line, since the zoom call is the box) and ``zoom_answer``
+  (``<answer>...</answer>``);
+* ``reasoning`` (reader only, when the row has it): the teacher's ``global`` description
+  and ``stage_1_reasoning`` (its JSON box block removed: the call carries the box) as
+  ``locate``, and ``stage_2_reasoning`` as ``answer``, the reasoning on the crop
+  (ZoomEarth's SFT order: locate, then reason on the crop).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +68,48 @@ def lrs_gro_prompt(question: str, grid_px: int = GRID_PX) -> str:
     )
 
 
+def lrs_gro_zoom_prompt(question: str) -> str:
+    """The question as the zoom loop asks it: the box is the zoom call, so only the
+    answer format is asked for (the loop adds its own zoom instruction)."""
+    return (
+        f"{question}\nAnswer the question using a single word or phrase inside <answer></answer>."
+    )
+
+
+#: Row fields holding the teacher's reasoning (SFT rows), in the order they are said.
+REASONING_FIELDS = ("global", "stage_1_reasoning", "stage_2_reasoning")
+# the fenced JSON box at the end of stage_1_reasoning (``` json [...] ```)
+_FENCED_BOX = re.compile(r"```\s*json.*?(```|$)", re.DOTALL | re.IGNORECASE)
+
+
+def _tidy(text: str) -> str:
+    """Reasoning text with trailing spaces and runs of blank lines removed."""
+    text = re.sub(r"[ \t]+\n", "\n", text.replace("\r\n", "\n"))
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+def row_reasoning(row: dict[str, Any]) -> dict[str, str] | None:
+    """The teacher's reasoning of an SFT row as ``{"global", "locate", "answer"}`` (empty
+    strings for missing parts), or None when the row has none.
+
+    ``locate`` is ``stage_1_reasoning`` without its fenced JSON box (the zoom call carries
+    the box, on the grid of the view the model sees).
+
+    Raises:
+        RowError: ``bad_reasoning`` if a reasoning field is not a string.
+    """
+    parts: dict[str, str] = {}
+    for key, name in zip(REASONING_FIELDS, ("global", "locate", "answer"), strict=True):
+        value = row.get(key)
+        if value is not None and not isinstance(value, str):
+            raise RowError(
+                "bad_reasoning", f"{key} is {type(value).__name__}", f"write {key} as text"
+            )
+        parts[name] = _tidy(value or "")
+    parts["locate"] = _tidy(_FENCED_BOX.sub("", parts["locate"]))
+    return parts if any(parts.values()) else None
+
+
 @dataclass(frozen=True)
 class GRORow:
     """A checked LRS-GRO row.
@@ -64,7 +122,8 @@ class GRORow:
         type: ``global``, ``region`` or ``object``.
         bbox: The region on the 1024 grid, or None for a global question.
         split: The row's ``split`` (None when absent).
-        meta: What records keep (question_id, category, higher_level, type, bbox).
+        meta: What records keep (question_id, category, higher_level, type, bbox, and for
+            zooming roi_type and zoom_question).
     """
 
     question_id: str
@@ -117,6 +176,8 @@ def parse_lrs_gro_row(row: Any) -> GRORow:
         "higher_level": row.get("higher_level"),
         "type": row["type"],
         "bbox": box,
+        "roi_type": row["type"],
+        "zoom_question": lrs_gro_zoom_prompt(str(row["question"])),
     }
     split = row.get("split")
     return GRORow(
@@ -186,15 +247,26 @@ class LRSGRO(SourceReader):
             k = self.box_grid_px / GRID_PX
             answer = "[" + ", ".join(f"{round(v * k):d}" for v in g.bbox) + "]\n" + answer
         prompt = lrs_gro_prompt(g.question, self.box_grid_px)
-        return self._one_turn(g.question_id, image, prompt, answer, boxes=boxes, meta=g.meta)
+        meta: dict[str, Any] = {
+            **g.meta,
+            "roi_xyxy_px": [round(v, 3) for v in boxes[0].xyxy_px] if boxes else [],
+            "zoom_answer": f"<answer>{g.answer}</answer>",
+        }
+        reasoning = row_reasoning(row)
+        if reasoning is not None:
+            meta["reasoning"] = reasoning
+        return self._one_turn(g.question_id, image, prompt, answer, boxes=boxes, meta=meta)
 
 
 __all__ = [
     "ANNOTATION_FILES",
     "GRID_PX",
     "LRSGRO",
+    "REASONING_FIELDS",
     "TYPES",
     "GRORow",
     "lrs_gro_prompt",
+    "lrs_gro_zoom_prompt",
     "parse_lrs_gro_row",
+    "row_reasoning",
 ]

@@ -2,9 +2,11 @@
 
 A synthetic dataset (``earthvlm synth``, :func:`earthvlm.synth.dataset.generate_dataset`)
 is one ``records.jsonl`` beside ``images/``; each benchmark takes the records of its
-tasks, in file order, and counts the others as skipped (``other_task``; ``uhr_scene`` for
-the questions on ultra-high-resolution scenes, which need the zoom loop). The records are
-asked as written: their prompts are those the models were trained on.
+tasks, in file order, and counts the others as skipped (``other_task``). Questions on
+ultra-high-resolution scenes are asked too: the direct arm reads the scene at the model's
+pixel budget (reduced, never decoded whole past the decode budget), the zoom arm
+(``earthvlm eval --zoom``, :mod:`earthvlm.eval.zoom`) through the zoom loop. The records
+are asked as written: their prompts are those the models were trained on.
 """
 
 from __future__ import annotations
@@ -54,8 +56,6 @@ class SynthBenchmark(Benchmark):
         """Why the record is not this benchmark's (None when it is)."""
         if record.task not in self.tasks or (self.sources and record.source not in self.sources):
             return "other_task"
-        if record.meta.get("mode") == "uhr":
-            return "uhr_scene"  # asked through the zoom loop, not in one view
         return None
 
     def wants(self, record: Record) -> bool:

@@ -42,7 +42,7 @@ class SynthDetection(SynthBenchmark):
     """Synthetic detection as text (AP_nc at 0.5, 0.75, 0.5:0.95; mF1)."""
 
     name: ClassVar[str] = "synth_detection"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: UHR scenes are asked too
     metric: ClassVar[str] = "ap50_nc"
     max_new_tokens: ClassVar[int] = 256
     tasks: ClassVar[tuple[str, ...]] = ("detection",)

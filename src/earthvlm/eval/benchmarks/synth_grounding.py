@@ -33,7 +33,7 @@ class SynthGrounding(SynthBenchmark):
     """Synthetic visual grounding (Acc@0.5, mean IoU)."""
 
     name: ClassVar[str] = "synth_grounding"
-    version: ClassVar[str] = "1"
+    version: ClassVar[str] = "2"  # 2: UHR scenes are asked too
     metric: ClassVar[str] = "acc@0.5"
     max_new_tokens: ClassVar[int] = 32
     tasks: ClassVar[tuple[str, ...]] = ("grounding",)

@@ -1,9 +1,11 @@
 """``synth_vqa``: the synthetic world's short-answer questions, scored per answer type.
 
-The records of tasks ``vqa`` and ``counting`` (identification, scale-specific and
-discriminative questions, counts over the image or a grid cell, comparison, existence,
-cloud, colour, relation) carry ``meta["answer_type"]``; each type has its rule from
-:mod:`earthvlm.eval.metrics`:
+The records of tasks ``vqa``, ``counting`` and ``roi`` (identification, scale-specific
+and discriminative questions, counts over the image or a grid cell, comparison, existence,
+cloud, colour, relation; LRS-GRO-style questions with a ``global``, ``region`` or
+``object`` region of interest, whose ROI the zoom arm's summary scores the crops against),
+on ordinary and ultra-high-resolution scenes, carry ``meta["answer_type"]``; each type has
+its rule from :mod:`earthvlm.eval.metrics`:
 
 * ``yes_no``: the yes/no read from the answer (:func:`~earthvlm.eval.metrics.score_yes_no`);
 * ``count``: the one number in the answer, correct within
@@ -43,10 +45,11 @@ class SynthVQA(SynthBenchmark):
     """
 
     name: ClassVar[str] = "synth_vqa"
-    version: ClassVar[str] = "1"
+    # 2: UHR scenes and the ROI questions are asked too
+    version: ClassVar[str] = "2"
     metric: ClassVar[str] = "accuracy"
     max_new_tokens: ClassVar[int] = 12
-    tasks: ClassVar[tuple[str, ...]] = ("vqa", "counting")
+    tasks: ClassVar[tuple[str, ...]] = ("vqa", "counting", "roi")
     sources: ClassVar[tuple[str, ...]] = ("synth",)
 
     count_abs_tol: float = 0.0
