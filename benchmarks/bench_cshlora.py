@@ -84,7 +84,10 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=32)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--small", action="store_true", help="a tiny model for a smoke run")
+    ap.add_argument("--quick", action="store_true", help="--small, 2 steps, 4 tokens (CI)")
     args = ap.parse_args()
+    if args.quick:
+        args.small, args.steps, args.new_tokens, args.seq = True, 2, 4, 48
     torch.set_num_threads(max(1, torch.get_num_threads()))
     base = build(args.small)
     n_params = sum(p.numel() for p in base.model.language_model.parameters())

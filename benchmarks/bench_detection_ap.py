@@ -13,18 +13,21 @@ Data: a DOTA-scale synthetic set (1,000 images of 800-4,000 px, 15 DOTA classes,
 objects in single-class clusters, ~90k rotated predictions: jittered copies of objects,
 offset false positives, 5 % wrong labels; 5 % of objects difficult; distinct scores).
 The run asserts that both give the same AP per class (to 1e-9) and the same TP vectors,
-then prints the times and their ratio. Usage::
+then prints the times and their ratio: the median of paired, interleaved runs with the
+min-max (``_paired.py``). Usage::
 
-    .venv/bin/python benchmarks/bench_detection_ap.py [--small] [--repeat 3]
+    .venv/bin/python benchmarks/bench_detection_ap.py [--small] [--pairs 5] [--quick]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 from collections import defaultdict
 
 import numpy as np
+from _paired import paired
 from shapely.geometry import Polygon
 
 from earthvlm.eval.metrics.detection import TP, Objects, evaluate_detections
@@ -259,27 +262,32 @@ def run_baseline(gt: list[dict], pred: list[dict], images: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--small", action="store_true", help="100 images instead of 1,000")
-    ap.add_argument("--repeat", type=int, default=3, help="runs of ours (best is kept)")
+    ap.add_argument("--pairs", type=int, default=5, help="paired, interleaved runs")
+    ap.add_argument("--quick", action="store_true", help="20 images, 2 pairs (CI smoke run)")
     args = ap.parse_args()
-    n_images = 100 if args.small else 1000
+    n_images = 20 if args.quick else 100 if args.small else 1000
+    pairs = 2 if args.quick else args.pairs
     gt, pred, images = make_dataset(n_images)
     print(f"images {n_images}, objects {len(gt)}, predictions {len(pred)}, classes {len(CLASSES)}")
 
-    t0 = time.perf_counter()
-    base = run_baseline(gt, pred, images)
-    t_base = time.perf_counter() - t0
+    base: dict = {}
+    reads: list[float] = []
+    out: dict = {}
+
+    def baseline() -> None:
+        base.update(run_baseline(gt, pred, images))
 
     def ours(thresholds=(0.5,)):
         t = time.perf_counter()
         p, g = Objects.from_records(pred), Objects.from_records(gt)
-        t_read = time.perf_counter() - t
-        r = evaluate_detections(p, g, confidence="given", iou_thresholds=thresholds)
-        return r, t_read, time.perf_counter() - t
+        reads.append(time.perf_counter() - t)
+        out["result"] = evaluate_detections(p, g, confidence="given", iou_thresholds=thresholds)
 
-    runs = [ours() for _ in range(args.repeat)]
-    result, t_read, t_ours = min(runs, key=lambda x: x[2])
-    full = min((ours(tuple(round(0.5 + 0.05 * i, 2) for i in range(10))) for _ in range(2)),
-               key=lambda x: x[2])  # fmt: skip
+    runs = paired(baseline, ours, pairs)
+    result = out["result"]
+    t0 = time.perf_counter()
+    ours(tuple(round(0.5 + 0.05 * i, 2) for i in range(10)))
+    t_full = time.perf_counter() - t0
 
     # identical AP per class and identical TP vectors
     cls_of = result.classes
@@ -297,11 +305,12 @@ def main() -> None:
     map_base = float(np.mean([base[c][2] for c in cls_of]))
     print(f"mAP50 baseline {map_base:.6f}  ours {result.map50:.6f}  max |AP diff| {worst:.1e}")
     print("TP vectors identical for all classes")
-    print(f"baseline DOTA_devkit voc_eval port (shapely IoU) : {t_base:8.2f} s")
-    print(f"earthvlm AP50 (read {t_read:.2f} s + evaluate)      : {t_ours:8.2f} s")
-    print(f"earthvlm AP50:95 + mF1, 10 thresholds             : {full[2]:8.2f} s")
-    print(f"speed-up baseline / ours (AP50)                   : {t_base / t_ours:8.1f}x")
-    print(f"(baseline: one run; ours: best of {args.repeat})")
+    t_base, t_ours = statistics.median(runs.baseline_s), statistics.median(runs.ours_s)
+    print(f"baseline DOTA_devkit voc_eval port (shapely IoU)  : {t_base:8.2f} s (median)")
+    t_read = statistics.median(reads)
+    print(f"earthvlm AP50 (read {t_read:.2f} s + evaluate)      : {t_ours:8.2f} s (median)")
+    print(f"earthvlm AP50:95 + mF1, 10 thresholds             : {t_full:8.2f} s")
+    print(f"speed-up baseline / ours (AP50)                   : {runs.summary()}")
 
 
 if __name__ == "__main__":

@@ -93,7 +93,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     ap.add_argument("--uhr-size", type=int, default=8192)
     ap.add_argument("--no-uhr", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="2 per kind, 1 run, no UHR (CI)")
     args = ap.parse_args()
+    if args.quick:
+        args.n, args.repeat, args.no_uhr = 2, 1, True
     n, rep = args.n, args.repeat
     with tempfile.TemporaryDirectory() as d:
         out = Path(d)

@@ -4,4 +4,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/earthvlm quickstart "$@"
+exec "${EARTHVLM_VENV:-.venv}/bin/earthvlm" quickstart "$@"

@@ -306,7 +306,17 @@ def _import_graph(*, module_level: bool) -> dict[str, set[str]]:
         tree = ast.parse(path.read_text(encoding="utf-8"))
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
         edges: set[str] = set()
+        # imports under `if TYPE_CHECKING:` are for annotations only: never run
+        typing_only = {
+            id(n)
+            for block in ast.walk(tree)
+            if isinstance(block, ast.If)
+            and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
+            for n in ast.walk(block)
+        }
         for node in tree.body if module_level else ast.walk(tree):
+            if id(node) in typing_only:
+                continue
             targets: list[str] = []
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""

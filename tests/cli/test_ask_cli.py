@@ -140,3 +140,45 @@ def test_ask_loads_a_grpo_run(
     assert "model: grpo-run" in result.output and "noise" not in result.output
     assert ("as given" in result.output) is gsd_as_text
     assert ("not used by this model" in result.output) is not gsd_as_text
+
+
+def _vrt_over(tif: Path, vrt: Path) -> Path:
+    """A minimal VRT over ``tif`` (its three bands, same size), in the same folder."""
+    import rasterio
+
+    with rasterio.open(tif) as ds:
+        w, h = ds.width, ds.height
+    bands = "".join(
+        f'<VRTRasterBand dataType="Byte" band="{b}"><SimpleSource>'
+        f'<SourceFilename relativeToVRT="1">{tif.name}</SourceFilename>'
+        f"<SourceBand>{b}</SourceBand></SimpleSource></VRTRasterBand>"
+        for b in (1, 2, 3)
+    )
+    vrt.write_text(f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">{bands}</VRTDataset>')
+    return vrt
+
+
+def test_a_vrt_is_refused_with_the_flag_that_allows_it(
+    runner: CliRunner, scene_tif: Path, tmp_path: Path
+) -> None:
+    """The refusal names a fix the user can apply (``--allow-vrt``, not the library's
+    ``allow_vrt=True``), and the flag opens the VRT."""
+    vrt = _vrt_over(scene_tif, scene_tif.with_name("scene.vrt"))
+    out = ["--out", str(tmp_path / "t.png")]
+    args = ["ask", str(vrt), "What?", "--max-zooms", "0", "--max-new-tokens", "4", *out]
+    refused = runner.invoke(_app(), args)
+    assert refused.exit_code == 1
+    assert "--allow-vrt" in refused.output and "allow_vrt=True" not in refused.output
+    allowed = runner.invoke(_app(), [*args, "--allow-vrt"])
+    assert allowed.exit_code == 0, allowed.output
+
+
+def test_a_random_model_answers_without_replacement_characters(
+    runner: CliRunner, scene_tif: Path, tmp_path: Path
+) -> None:
+    out = ["--out", str(tmp_path / "t.png")]
+    args = ["ask", str(scene_tif), "What?", "--max-zooms", "0", "--max-new-tokens", "48", *out]
+    result = runner.invoke(_app(), args)
+    assert result.exit_code == 0, result.output
+    trace = json.loads((tmp_path / "t.json").read_text())
+    assert "\ufffd" not in result.output and "\ufffd" not in json.dumps(trace, ensure_ascii=False)

@@ -54,7 +54,7 @@ def test_convert_writes_records_quarantine_and_manifest(
     lines = {" ".join(line.strip("│┃ ").split()) for line in result.stdout.splitlines()}
     for row in (
         "read │ │ 10",
-        "written │ │ 3",
+        "written │ │ 4",
         "skipped │ no_label_file │ 1",
         "skipped │ not_a_label_file │ 1",
         "quarantined │ bad_object_line │ 1",
@@ -62,18 +62,19 @@ def test_convert_writes_records_quarantine_and_manifest(
     ):
         assert row in lines, result.stdout
     assert "labelTxt/P0004.txt row 4: bad_object_line" in result.stdout
+    assert "boxes dropped (their images kept): 1 (1 box_degenerate)" in result.stdout
 
     records = read_records(out / "records.jsonl", root=root, must_exist=True)
-    assert [r.id for r in records.records] == ["dota-P0001", "dota-P0002", "dota-P0003"]
+    assert [r.id for r in records.records] == [f"dota-P000{k}" for k in (1, 2, 3, 5)]
     assert records.ledger.failed == {}
     quarantine = [json.loads(x) for x in (out / "quarantine.jsonl").read_text().splitlines()]
-    assert len(quarantine) == 5
+    assert len(quarantine) == 4
     assert set(quarantine[0]) == {"source", "file", "row", "reason", "detail", "fix", "raw"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["complete"] is True
-    assert (manifest["source"], manifest["split"], manifest["records"]) == ("dota", "train", 3)
+    assert (manifest["source"], manifest["split"], manifest["records"]) == ("dota", "train", 4)
     assert manifest["root"] == str(root.resolve())
-    assert manifest["ledger"]["read"] == 10 and manifest["quarantined"] == 5
+    assert manifest["ledger"]["read"] == 10 and manifest["quarantined"] == 4
     assert manifest["options"]["version"] == "1.0"
     assert manifest["reader"] == "earthvlm.data.sources.dota:DOTA"
     assert {"earthvlm", "git_commit", "pillow"} <= set(manifest["provenance"])
@@ -92,7 +93,7 @@ def test_options_split_strict_and_stale_quarantine(
     result = runner.invoke(app, [*args, "--strict"], env=ENV)
     assert result.exit_code == 1  # rows were quarantined
     assert (out / "quarantine.jsonl").is_file()
-    assert len((out / "records.jsonl").read_text().splitlines()) == 4  # P0009's airport too
+    assert len((out / "records.jsonl").read_text().splitlines()) == 5  # P0009's airport too
     args = ["data", "convert", "rsvqa-hr", str(hr), "--out", str(out), "--split", "test_phili"]
     result = runner.invoke(app, [*args, "--strict"], env=ENV)
     assert result.exit_code == 0, result.output
@@ -201,23 +202,26 @@ def test_grpo_tasks_writes_what_train_grpo_reads(
 ) -> None:
     from earthvlm.train.grpo import load_tasks
 
-    out = tmp_path / "rl" / "tasks.jsonl"
+    out = tmp_path / "rl"  # a folder, as zoom-chains and convert write
     argv = ["data", "grpo-tasks", str(uhr_records), "--out", str(out), "--templates"]
     result = runner.invoke(app, argv, env=ENV)
     assert result.exit_code == 0, result.output
-    tasks = load_tasks(out)
+    tasks = load_tasks(out)  # the folder (its tasks.jsonl), as data.tasks takes it
+    assert tasks == load_tasks(out / "tasks.jsonl")
     assert all(Path(t["source"]).is_file() for t in tasks)
     assert sum(t["roi_xyxy_px"] is None for t in tasks) == 1  # the global question
     assert any(t["id"].endswith("-count_cell") for t in tasks)  # a template question
-    left = [
-        json.loads(x) for x in (tmp_path / "rl" / "tasks.skipped.jsonl").read_text().splitlines()
-    ]
+    left = [json.loads(x) for x in (out / "skipped.jsonl").read_text().splitlines()]
     assert {"missing_image", "no_roi"} <= {x["reason"] for x in left}
-    manifest = json.loads((tmp_path / "rl" / "tasks.manifest.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["written"] == len(tasks) and manifest["ledger"]["failed"] == {
         "missing_image": 1
     }
-    assert (tmp_path / "rl" / "tasks.template_questions.jsonl").is_file()
+    assert (out / "template_questions.jsonl").is_file()
+    # a file name for --out is refused with the folder to give instead
+    argv[4] = str(tmp_path / "tasks.jsonl")
+    result = runner.invoke(app, argv, env=ENV)
+    assert result.exit_code == 2 and "give a folder" in result.stderr
 
 
 def test_zoom_chains_bad_options_exit_2(

@@ -79,3 +79,30 @@ def test_bad_paths_are_named(runner: CliRunner, micro_ci: Path, tmp_path: Path) 
             str(tmp_path / "missing.jsonl")]  # fmt: skip
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "missing.jsonl: no such file" in result.output
+
+
+def test_any_records_file_uses_what_it_can_and_says_what_it_left_out(
+    runner: CliRunner, micro_ci: Path, tmp_path: Path
+) -> None:
+    """A synth world's records (scenes with VQA, counting, detection, ... and object
+    chips) as the README runs them: spoofing keeps the closed-set chips and counts the
+    rest by reason; a file with none it can use exits 2 with what is needed."""
+    from earthvlm.synth.dataset import SynthConfig, generate_dataset
+
+    world = tmp_path / "world"
+    generate_dataset(world, SynthConfig(n_scenes=2, n_chips=12, chip_style="plain", seed=3))
+    args = ["diagnose", "spoof", "--model", str(micro_ci / "runs" / "cshlora"), "--data",
+            str(world / "records.jsonl"), "--out", str(tmp_path / "out"), "--sweep", "offset",
+            "--n-boot", "20"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "using 12 of" in result.output and "not_closed_set_classification" in result.output
+    assert "Traceback" not in result.output
+
+    scenes_only = tmp_path / "scenes"
+    generate_dataset(scenes_only, SynthConfig(n_scenes=2, seed=3))
+    args[5] = str(scenes_only / "records.jsonl")
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2, result.output
+    assert "no usable record" in result.output and "closed-set classification" in result.output
+    assert "Traceback" not in result.output

@@ -89,6 +89,9 @@ def test_two_real_processes_shard_the_examples_and_merge(
     assert len(merged) == 6 and shards == [merged[0::2], merged[1::2]]
     scores = json.loads((folder / "scores.json").read_text())
     assert scores["result"]["n"] == 6 and (folder / "COMPLETE").is_file()
+    # the table counts both processes' answers (not the main one's half)
+    row = next(line for line in proc.stdout.splitlines() if "synth_chips" in line)
+    assert [c.strip() for c in row.split("│")[5:7]] == ["6", "0"], proc.stdout
 
 
 def test_default_output_folder_is_beside_the_run(setup: tuple[Path, Path]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from _chat import fast_client
+from _work import growth
 from earthvlm.eval.judge import (
     NO_SCORE,
     NOT_WHOLE,
@@ -131,23 +131,24 @@ def test_score_like_fragments_never_raise(parts: list[str]) -> None:
     assert got.score is None or 1 <= got.score <= 5
 
 
-@pytest.mark.parametrize(
-    "text",
-    [
-        "score: " * 100_000,
-        "9" * 1_000_000,
-        "Score: " + "4" * 500_000,
-        "{" * 500_000,
-        "rate it " * 100_000 + "4",
-        "1/" * 300_000,
-        " " * 500_000 + "x",
-    ],
-    ids=["labels", "digits", "long-number", "braces", "prose", "fractions", "spaces"],
-)
-def test_pathological_replies_finish_quickly(text: str) -> None:
-    start = time.perf_counter()
-    parse_judge_score(text)
-    assert time.perf_counter() - start < 2.0  # linear patterns; generous for a busy machine
+#: Pathological replies as a function of their length in characters (about ``n``).
+PATHOLOGICAL = {
+    "labels": lambda n: "score: " * (n // 7),
+    "digits": lambda n: "9" * n,
+    "long-number": lambda n: "Score: " + "4" * n,
+    "braces": lambda n: "{" * n,
+    "prose": lambda n: "rate it " * (n // 8) + "4",
+    "fractions": lambda n: "1/" * (n // 2),
+    "spaces": lambda n: " " * n + "x",
+}
+
+
+@pytest.mark.parametrize("name", list(PATHOLOGICAL))
+def test_pathological_replies_take_time_linear_in_their_length(name: str) -> None:
+    parse_judge_score(PATHOLOGICAL[name](500_000))  # a long one parses at all
+    ratio = growth(parse_judge_score, PATHOLOGICAL[name], 20_000)
+    # ten times the reply: about ten times the work; a quadratic pattern would be ~100x
+    assert ratio < 30, f"{name}: 10x the reply took {ratio:.0f}x the CPU time"
 
 
 # -- prompts -----------------------------------------------------------------------------

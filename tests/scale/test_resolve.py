@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,7 @@ from rasterio.transform import Affine
 
 from earthvlm.errors import GSDError, RasterError
 from earthvlm.scale.gsd import GSD, GSDKind, GSDSource
-from earthvlm.scale.resolve import resolve_file, resolve_gsd
+from earthvlm.scale.resolve import GSDConflictWarning, resolve_file, resolve_gsd
 
 K0_UTM = 0.9996
 GEOREF_M = 0.5 / K0_UTM  # 0.5 m UTM pixels on the central meridian, on the ground
@@ -77,16 +78,28 @@ def test_metadata_as_gsd_instance_and_unknown_metadata_ignored(
     assert res.decided_by == "georef"
 
 
-def test_georef_beats_filename(tmp_path: Path, write_geotiff) -> None:
+def test_georef_beats_filename_and_a_disagreement_is_flagged(tmp_path: Path, write_geotiff) -> None:
     path = write_geotiff(tmp_path / S2_B01, **UTM_HALF_M)  # name says 60 m, file 0.5 m
-    res = resolve_gsd(path, sensor="sentinel-2", dataset="rsvqa-lr")
+    with pytest.warns(GSDConflictWarning, match=r"file name says 60 m .* georeferencing says"):
+        res = resolve_gsd(path, sensor="sentinel-2", dataset="rsvqa-lr")
     assert res.decided_by == "georef"
     assert res.gsd.source is GSDSource.GEOREF
     assert res.gsd.point_m == pytest.approx(GEOREF_M, rel=1e-4)
-    assert outcome(res, "filename") == "skipped"
-    assert "60 m" in step_detail(res, "filename")
+    assert outcome(res, "filename") == "warning"
+    assert "60 m" in step_detail(res, "filename") and "0.5 m" in step_detail(res, "filename")
+    assert "WARNING" in res.gsd.detail and "60 m" in res.gsd.detail  # what `gsd` shows
     assert outcome(res, "sensor") == "skipped"
     assert outcome(res, "dataset") == "skipped"
+
+
+def test_a_filename_that_agrees_with_georef_is_quiet(tmp_path: Path, write_geotiff) -> None:
+    utm_60m = {**UTM_HALF_M, "transform": Affine(60.0, 0.0, 500_000.0, 0.0, -60.0, 5e6)}
+    path = write_geotiff(tmp_path / S2_B01, **utm_60m)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", GSDConflictWarning)
+        res = resolve_gsd(path)
+    assert res.decided_by == "georef" and outcome(res, "filename") == "skipped"
+    assert "WARNING" not in res.gsd.detail
 
 
 def test_filename_beats_dataset_sensor(tmp_path: Path, write_geotiff) -> None:

@@ -35,6 +35,10 @@ from earthvlm.serve import RunningServer, ServeConfig, create_app, serve_in_thre
 from earthvlm.teacher import ChatClient, ClientConfig
 from earthvlm.uhr.tool import zoom_tool_schema
 
+#: Give up waiting for the server after this long: a guard against a hang, not a timing
+#: (a loaded machine may take many seconds for what an idle one does at once).
+HANG_S = 120
+
 
 def user_gsd(m: float) -> GSD:
     return GSD.exact(m, GSDSource.USER, "test")
@@ -260,7 +264,7 @@ def test_a_client_that_leaves_mid_stream_is_accounted_for(
     while (after := health())["admitted"] or sum(after["requests"].values()) == sum(
         before["requests"].values()
     ):
-        assert time.monotonic() - t0 < 10, after
+        assert time.monotonic() - t0 < HANG_S, after
         time.sleep(0.02)
     images = after["images"]
     assert images["read"] == before["images"]["read"] + 1
@@ -397,7 +401,7 @@ def test_a_busy_server_answers_429_and_a_slow_one_504(served_model: EarthVLM) ->
             )
             t0 = time.monotonic()
             while json.loads(urllib.request.urlopen(f"{srv.url}/health").read())["admitted"] < 1:
-                assert time.monotonic() - t0 < 10
+                assert time.monotonic() - t0 < HANG_S
                 time.sleep(0.01)
             status, body, headers = post(
                 f"{srv.base_url}/chat/completions",
@@ -519,7 +523,7 @@ def test_the_command_serves_a_saved_model_and_stops_cleanly(tmp_path: Path) -> N
                 urllib.request.urlopen(f"{base}/health", timeout=1)
                 break
             except OSError:
-                assert proc.poll() is None and time.monotonic() - t0 < 60
+                assert proc.poll() is None and time.monotonic() - t0 < HANG_S
                 time.sleep(0.2)
         client = openai.OpenAI(base_url=f"{base}/v1", api_key="none", max_retries=0)
         reply = client.chat.completions.create(

@@ -99,3 +99,11 @@ def test_same_seed_gives_byte_identical_output(tmp_path: Path) -> None:
 def test_config_errors_name_the_field(kwargs: dict, field: str) -> None:
     with pytest.raises(ValueError, match=field):
         SynthConfig(**kwargs)
+
+
+def test_a_held_out_set_says_its_split(tmp_path: Path) -> None:
+    generate_dataset(tmp_path, SynthConfig(n_scenes=0, n_chips=3, seed=1, split="test"))
+    records = read_records(tmp_path / "records.jsonl", root=tmp_path).records
+    assert {r.split for r in records} == {"test"}
+    with pytest.raises(ValueError, match="split"):
+        SynthConfig(n_chips=1, split="held out")

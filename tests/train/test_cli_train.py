@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -36,7 +37,8 @@ def test_train_runs_a_recipe_and_says_where_the_run_is(tmp_path: Path, chips: Pa
     assert result.exit_code == 0, result.output
     run = tmp_path / "runs" / "cli"
     assert f"run folder: {run}" in result.output
-    assert "finished at step 2/2" in result.output
+    assert result.output.count("finished at step 2/2") == 1  # one summary, not two
+    assert "metrics: " in result.output
     assert (run / "checkpoint-2" / "COMPLETE").is_file()
     assert yaml.safe_load((run / "config.yaml").read_text())["optim"]["lr"] == 2e-3
 
@@ -51,6 +53,18 @@ def test_config_errors_exit_2_with_the_field(tmp_path: Path, chips: Path) -> Non
     missing = runner.invoke(app, ["train", str(tmp_path / "nope.yaml")], env=ENV)
     assert missing.exit_code == 2 and "no such config file" in missing.output
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_recipe_this_machine_cannot_run_exits_2(tmp_path: Path, chips: Path) -> None:
+    """bf16 (the paper recipes) without a CUDA GPU is a config error, as --help says."""
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
+        pytest.skip("this machine runs bf16")
+    recipe = _recipe(tmp_path, chips)
+    result = CliRunner().invoke(app, ["train", str(recipe), "--set", "precision=bf16"], env=ENV)
+    assert result.exit_code == 2, result.output
+    assert "needs a CUDA GPU" in result.output and "precision=fp32" in result.output
 
 
 def test_training_errors_exit_1(tmp_path: Path, chips: Path) -> None:

@@ -200,3 +200,18 @@ def test_concat_keeps_two_slots_and_a_missing_modules_file_is_an_error(
         from earthvlm.models.saved import load_modules
 
         load_modules(parts, empty)
+
+
+def test_a_rerun_writes_the_same_bytes(make: Callable[..., TrainConfig]) -> None:
+    # modules.safetensors has four metadata keys, which safetensors writes in hash order
+    import shutil
+
+    first = train(make("optim.max_steps=1")).checkpoint
+    assert first is not None
+    saved = {f.relative_to(first): f.read_bytes() for f in first.rglob("*.safetensors")}
+    assert Path(MODULES_FILE) in saved
+    shutil.rmtree(first.parent)
+    again = train(make("optim.max_steps=1")).checkpoint
+    assert again == first
+    for rel, data in saved.items():
+        assert (again / rel).read_bytes() == data, rel

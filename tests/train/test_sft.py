@@ -117,6 +117,38 @@ def test_only_complete_checkpoints_are_resumed_and_config_changes_are_refused(
     assert result.resumed_from == cfg.run_dir / "checkpoint-2" and result.finished
 
 
+def test_a_damaged_newest_checkpoint_is_skipped_on_resume_and_on_load(tiny_config: Make) -> None:
+    from rich.console import Console
+
+    from earthvlm.models.saved import CorruptCheckpointError, resolve_run
+
+    cfg = tiny_config("stop_after=4", "save_every=2")
+    train(cfg)
+    weights = cfg.run_dir / "checkpoint-4" / "adapter" / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-5])  # COMPLETE is still there
+    # loading the run for evaluation: the one before, with a warning naming the file
+    with pytest.warns(UserWarning, match=r"adapter\.safetensors"):
+        assert resolve_run(cfg.run_dir) == (cfg.run_dir, cfg.run_dir / "checkpoint-2")
+    with pytest.raises(CorruptCheckpointError, match=r"adapter\.safetensors"):
+        resolve_run(cfg.run_dir / "checkpoint-4")  # the one asked for: refused, named
+    console = Console(record=True, width=400)
+    result = train(tiny_config(), console=console)
+    assert result.resumed_from == cfg.run_dir / "checkpoint-2" and result.finished
+    out = console.export_text()
+    assert "adapter.safetensors" in out and "not resuming from checkpoint-4" in out
+
+
+def test_two_identical_runs_write_identical_bytes(tiny_config: Make, tmp_path: Path) -> None:
+    runs = [
+        train(tiny_config("optim.max_steps=2", output_dir=str(tmp_path / n))).checkpoint
+        for n in ("a", "b")
+    ]
+    files = sorted(runs[0].rglob("*.safetensors"))
+    assert {f.name for f in files} >= {"adapter.safetensors", "optimizer.safetensors"}
+    for f in files:
+        assert f.read_bytes() == (runs[1] / f.relative_to(runs[0])).read_bytes(), f.name
+
+
 def test_a_checkpoint_written_before_a_config_field_existed_resumes(tiny_config: Make) -> None:
     """A field added to the config later (here ``data.pixel_format``, absent from the
     saved config) takes its default, which keeps the old behaviour: not a change."""

@@ -5,7 +5,6 @@ observations instead of exceptions for anything a model writes."""
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from uhr_rasters import HEIGHT, RESOLUTION, SOURCE_GSD, WIDTH, coded_pixels
 
+from _work import growth
 from earthvlm.data.resolution import MAX_ASPECT_RATIO
 from earthvlm.geo.boxes import (
     BOX_DEGENERATE,
@@ -175,12 +175,20 @@ def test_mutated_calls_never_raise(cut: int, junk: str, where: int) -> None:
         assert isinstance(parse_tool_call(mutated), ZoomCall | ToolCallError)
 
 
-def test_pathological_inputs_finish_quickly() -> None:
-    texts = ["<tool_call>" * 200_000, "<tool_call>" + "{" * 1_000_000, "x" * 2_000_000]
-    t0 = time.perf_counter()
-    for text in texts:
-        assert isinstance(parse_tool_call(text), ToolCallError)
-    assert time.perf_counter() - t0 < 1.0
+#: Pathological model outputs as a function of their length in characters (about ``n``).
+PATHOLOGICAL = {
+    "open tags": lambda n: "<tool_call>" * (n // 11),
+    "braces": lambda n: "<tool_call>" + "{" * n,
+    "plain": lambda n: "x" * n,
+}
+
+
+@pytest.mark.parametrize("name", list(PATHOLOGICAL))
+def test_pathological_inputs_take_time_linear_in_their_length(name: str) -> None:
+    assert isinstance(parse_tool_call(PATHOLOGICAL[name](2_000_000)), ToolCallError)
+    ratio = growth(parse_tool_call, PATHOLOGICAL[name], 50_000)
+    # ten times the text: about ten times the work; a quadratic scan would be ~100x
+    assert ratio < 30, f"{name}: 10x the text took {ratio:.0f}x the CPU time"
 
 
 # -- running: boxes to source pixels --------------------------------------------------------

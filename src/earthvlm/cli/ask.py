@@ -86,20 +86,41 @@ def ask_command(
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", min=1, help="Tokens per model turn.")
     ] = 128,
+    allow_vrt: Annotated[
+        bool,
+        typer.Option(
+            "--allow-vrt",
+            help="Accept a GDAL VRT (XML that can read other files) whose sources stay in "
+            "its folder; only for a VRT you trust.",
+        ),
+    ] = False,
+    geojson: Annotated[
+        Path | None,
+        typer.Option(
+            "--geojson",
+            dir_okay=False,
+            help="Also write the answer on the map: each view's window, each zoom box asked "
+            "for, the answer's boxes and [SEG] masks (.geojson: WGS84; .gpkg: the image's CRS).",
+        ),
+    ] = None,
 ) -> None:
     """Ask a question about an image; the model may zoom before it answers. Exit code 2
     for a bad --model folder, 1 if the image cannot be read."""
     # heavy imports (torch, transformers) only when the command runs
+    from earthvlm.cli._messages import for_cli
     from earthvlm.errors import EarthVLMError
     from earthvlm.io import atomic_write_text
     from earthvlm.scale.gsd import GSD, GSDSource
     from earthvlm.uhr.loop import LoopConfig, run_zoom_loop
+    from earthvlm.uhr.reader import ReaderConfig
 
     try:
         gsd = None if gsd_m is None else GSD.exact(gsd_m, GSDSource.USER, "--gsd")
     except EarthVLMError as e:
         err_console.print(f"[red]--gsd:[/] {e}")
         raise typer.Exit(2) from None
+    if geojson is not None:
+        _check_map_path(geojson)
     try:
         zoom_model = _load_model(model, base=base, dtype=dtype, load_in_4bit=load_in_4bit)
     except EarthVLMError as e:
@@ -108,10 +129,20 @@ def ask_command(
     if model is None:
         console.print(f"[yellow]note:[/] {RANDOM_NOTE}")
     config = LoopConfig(max_zooms=max_zooms, max_new_tokens=max_new_tokens)
+    reader = ReaderConfig(allow_vrt=allow_vrt)
+    captured: dict[str, Any] = {}  # --geojson: the last turn's [SEG] masks
     try:
-        trace = run_zoom_loop(zoom_model, image, question, config, gsd=gsd)
+        trace = run_zoom_loop(
+            zoom_model,
+            image,
+            question,
+            config,
+            gsd=gsd,
+            reader_config=reader,
+            generate=_keeping_masks(zoom_model, captured) if geojson is not None else None,
+        )
     except EarthVLMError as e:
-        err_console.print(f"[red]error:[/] {e}")
+        err_console.print(f"[red]error:[/] {escape(for_cli(str(e), vrt_flag='--allow-vrt'))}")
         raise typer.Exit(1) from None
     target = out or Path.cwd() / f"{image.stem}.zoom.png"
     trace.save_png(target)
@@ -150,3 +181,81 @@ def ask_command(
         what = turn.action + (f" ({turn.reason})" if turn.reason else "")
         console.print(f"turn {k}: {what}, {turn.n_tokens} tokens")
     console.print(f"trace picture: {target}; trace: {trace_json}")
+    if geojson is not None:
+        _write_map(geojson, image, trace, zoom_model, captured.get("masks"), allow_vrt)
+
+
+# -- --geojson: the answer on the map ------------------------------------------------------
+
+
+def _check_map_path(path: Path) -> None:
+    from earthvlm.geo.vector import VectorError, vector_format
+
+    try:
+        vector_format(path)
+    except VectorError as e:
+        err_console.print(f"[red]--geojson:[/] {e}")
+        raise typer.Exit(2) from None
+
+
+def _keeping_masks(model: Any, captured: dict[str, Any]) -> Any:
+    """Greedy decoding (as :func:`earthvlm.uhr.loop.greedy_ids`) that keeps the last
+    turn's ``[SEG]`` masks (a segmenting model's) in ``captured["masks"]``."""
+
+    def generate(inputs: Any, gsds: list[Any], max_new_tokens: int) -> list[int]:
+        out, masks = model.generate(
+            inputs, list(gsds), max_new_tokens=max_new_tokens, do_sample=False
+        )
+        first = masks[0] if masks else None
+        captured["masks"] = None if first is None else (first > 0).cpu().numpy()
+        return out[0, inputs["input_ids"].shape[1] :].tolist()
+
+    return generate
+
+
+def _answer_boxes(text: str, view: Any, frame: str) -> list[tuple[str, list[float]]]:
+    """The boxes of an answer on ``view``: what the detection parser reads (``x1,y1,x2,y2
+    label`` lines, JSON with a label, text before a box as its label) when it reads any,
+    else the first bare box, labelled ``answer`` (grounding)."""
+    from earthvlm.data.detection_parse import parse_detections
+    from earthvlm.eval.metrics import parse_box
+
+    width, height = view.frame_extent(frame)
+    parsed = parse_detections(text, width=width, height=height, fmt="quad")
+    if parsed.objects:
+        return [(o.label, list(o.coords)) for o in parsed.objects]
+    box = parse_box(text).box_xyxy
+    return [("answer", list(box))] if box is not None else []
+
+
+def _write_map(
+    path: Path, image: Path, trace: Any, model: Any, masks: Any, allow_vrt: bool
+) -> None:
+    """Write the trace and the answer on the map (see ``--geojson``)."""
+    from earthvlm.errors import EarthVLMError
+    from earthvlm.geo.mapping import Georef
+    from earthvlm.geo.vector import write_features
+    from earthvlm.uhr.trace_map import trace_features
+
+    frame = model.backbone.box_frame
+    boxes = _answer_boxes(trace.answer, trace.views[-1], frame)
+    features = trace_features(trace, answer_boxes=boxes, box_frame=frame, masks=masks)
+    try:
+        georef = Georef.from_raster(image, allow_vrt=allow_vrt)
+    except EarthVLMError as e:
+        err_console.print(f"[red]--geojson:[/] {escape(str(e))}")
+        raise typer.Exit(1) from None
+    meta = {
+        "question": trace.question,
+        "answer": trace.answer,
+        "stop": trace.stop,
+        "answer_frame": frame,
+        "answer_view": len(trace.views) - 1,
+    }
+    report = write_features(path, features, georef, layer="answer", meta=meta)
+    where = f"{georef.crs_label} via {georef.method}" if georef.is_georeferenced else georef.note
+    n_masks = 0 if masks is None else len(masks)
+    console.print(
+        f"map: {path} ({report.written} features: {len(trace.views)} view(s), {len(boxes)} "
+        f"answer box(es), {n_masks} mask(s); coordinates {report.coordinates}: {where})"
+    )

@@ -4,7 +4,7 @@ make zoom training data (Zoom-in Chains for SFT, tasks for GRPO) from records.
 earthvlm data sources
 earthvlm data convert dota DOTA/train --out data/dota-train --opt version=1.5
 earthvlm data zoom-chains data/synth/records.jsonl --out data/zoom-chains --templates
-earthvlm data grpo-tasks data/synth/records.jsonl --out data/uhr_tasks.jsonl --templates
+earthvlm data grpo-tasks data/synth/records.jsonl --out data/uhr_tasks --templates
 
 Each prints its ledger (read, written, skipped and failed per reason) and shows progress
 as ``convert`` does; rows left out are listed with their reason in a file beside the
@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -113,6 +114,13 @@ def convert_command(
 
     title = f"{reader.name} ({reader.split}) -> {result.records_path}"
     console.print(_ledger_table(title, result.ledger, result.written, "quarantined"))
+    dropped = _dropped_boxes(result.records_path)
+    if dropped:
+        reasons = ", ".join(f"{n} {r}" for r, n in dropped.most_common())
+        console.print(
+            f"boxes dropped (their images kept): {sum(dropped.values())} ({reasons}); "
+            "each record lists them in meta.boxes_dropped / meta.dropped_lines"
+        )
     for p in result.problems[:10]:
         console.print(f"  {p}")
     if len(result.problems) > 10:
@@ -122,6 +130,18 @@ def convert_command(
     console.print(f"manifest: {result.manifest_path}")
     if strict and result.problems:
         raise typer.Exit(1)
+
+
+def _dropped_boxes(records_path: Path) -> Counter[str]:
+    """Boxes a reader dropped from the records it kept (``meta.boxes_dropped``), summed."""
+    total: Counter[str] = Counter()
+    if not records_path.is_file():
+        return total
+    with open(records_path, encoding="utf-8") as f:
+        for line in f:
+            if '"boxes_dropped"' in line:
+                total.update(json.loads(line).get("meta", {}).get("boxes_dropped", {}))
+    return total
 
 
 # -- shared pieces ----------------------------------------------------------------------
@@ -378,9 +398,9 @@ def grpo_tasks_command(
         Path,
         typer.Option(
             "--out",
-            dir_okay=False,
-            help="The tasks JSONL (data.tasks of a GRPO recipe); <name>.skipped.jsonl and "
-            "<name>.manifest.json go beside it.",
+            file_okay=False,
+            help="Output folder: tasks.jsonl (data.tasks of a GRPO recipe: the folder or "
+            "the file), skipped.jsonl, manifest.json; as zoom-chains writes.",
         ),
     ],
     root: Annotated[Path | None, _ROOT_OPT] = None,
@@ -398,23 +418,29 @@ def grpo_tasks_command(
     ] = False,
 ) -> None:
     """Write GRPO tasks (source raster, question, answer, ROI in source pixels) from
-    records. Exit code 2 for unreadable input."""
+    records into a folder. Exit code 2 for unreadable input or bad options."""
     from earthvlm.errors import EarthVLMError
     from earthvlm.uhr.tasks import TaskConfig, build_tasks, write_tasks
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    manifest = out.with_name(out.stem + ".manifest.json")
-    manifest.unlink(missing_ok=True)
+    if out.suffix.lower() in (".jsonl", ".json"):
+        err_console.print(
+            f"[red]error:[/] --out {out}: give a folder (tasks.jsonl is written inside it, "
+            f"as zoom-chains writes records.jsonl), e.g. --out {out.with_suffix('')}"
+        )
+        raise typer.Exit(2)
+    out.mkdir(parents=True, exist_ok=True)
+    manifest = out / "manifest.json"
+    manifest.unlink(missing_ok=True)  # incomplete until rewritten
     config = TaskConfig(global_questions=global_questions)
     try:
-        prefix = str(out.with_name(out.stem + "."))
-        inputs, root, info = _read_inputs(records, root, prefix, templates, seed)
+        inputs, root, info = _read_inputs(records, root, f"{out}/", templates, seed)
         with _progress("writing GRPO tasks") as tick:
             result = build_tasks(inputs, root, config, progress=tick)
     except EarthVLMError as e:
         err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(2) from None
-    written = write_tasks(result.rows, out)
+    target = out / "tasks.jsonl"
+    written = write_tasks(result.rows, target)
     fields = {**info, "kind": "grpo_tasks", "config": _plain(config)}
-    left_out = out.with_name(out.stem + ".skipped.jsonl")
-    _finish(f"GRPO tasks -> {out}", out, written, result, left_out, manifest, fields, strict)
+    left_out = out / "skipped.jsonl"
+    _finish(f"GRPO tasks -> {target}", target, written, result, left_out, manifest, fields, strict)

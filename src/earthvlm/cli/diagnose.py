@@ -49,10 +49,10 @@ def _load(model_dir: Path) -> Any:
         raise _fail(str(e)) from None
 
 
-def _records(data: Path, root: Path | None, limit: int | None, *, exact: bool) -> tuple:
+def _read(data: Path, root: Path | None) -> tuple[list, Path]:
+    """Every valid record of ``data`` (invalid rows are quarantined and counted)."""
     from earthvlm.data.jsonl import read_records
     from earthvlm.errors import EarthVLMError
-    from earthvlm.eval.diagnose import usable
 
     if not data.is_file():
         raise _fail(f"--data {data}: no such file")
@@ -62,18 +62,48 @@ def _records(data: Path, root: Path | None, limit: int | None, *, exact: bool) -
     except EarthVLMError as e:
         raise _fail(str(e)) from None
     console.print(read.ledger.summary())
-    kept, ledger = usable(read.records, need_exact_gsd=exact)
+    return list(read.records), root
+
+
+#: What each diagnostic needs of a record (for the message when none has it).
+_NEEDS = {
+    True: "a closed-set classification record (task 'classification', e.g. the synthetic "
+    "world's object chips) with one image, an answer and an exact GSD, that fits the model",
+    False: "a record with one image (at most 4096 x 4096 px), an answer and an exact GSD, "
+    "that fits the model",
+}
+#: Images larger than this are left out of the image diagnostics (read whole, a UHR
+#: scene would take minutes and GBs for one sample).
+MAX_IMAGE_PIXELS = 4096 * 4096
+
+
+def _select(
+    records: list, root: Path, model: Any, data: Path, limit: int | None, *, closed: bool
+) -> list:
+    """The records this diagnostic can use (``closed``: closed-set classification; else
+    one record per image, none larger than :data:`MAX_IMAGE_PIXELS`); says how many were
+    left out and why, and exits 2 when none is left."""
+    from earthvlm.eval.diagnose import closed_set, fitting, usable
+
+    kept, ledger = usable(
+        records,
+        need_exact_gsd=True,
+        closed_set_only=closed,
+        one_per_image=not closed,
+        max_image_pixels=None if closed else MAX_IMAGE_PIXELS,
+    )
+    longest = max(closed_set(kept)[0], key=len) if closed and kept else None
+    kept = fitting(model, root, kept, ledger, answer=longest, limit=limit)
     if ledger.n_skipped:
-        console.print(f"left out of the diagnostic: {ledger.summary()}")
-    if limit is not None:
-        kept = kept[:limit]
+        console.print(f"using {len(kept)} of {ledger.read} records; left out: {_reasons(ledger)}")
     if not kept:
+        raise _fail(f"{data}: no usable record; this diagnostic needs {_NEEDS[closed]}")
+    if closed and len(closed_set(kept)[0]) < 2:
         raise _fail(
-            f"{data}: no usable record (a single image, an answer"
-            + (", an exact GSD" if exact else "")
-            + ")"
+            f"{data}: the usable records have one answer ({closed_set(kept)[0][0]!r}); a "
+            "closed set needs at least two classes"
         )
-    return kept, root
+    return kept
 
 
 def _out(out: Path | None, model: Any) -> Path:
@@ -89,15 +119,38 @@ def _out(out: Path | None, model: Any) -> Path:
     return folder
 
 
-def _setup(model_dir: Path, data: Path, root: Path | None, out: Path | None,
-           limit: int | None) -> tuple:  # fmt: skip
-    """Records with exact GSDs, their root, the model, a scorer over their answers, and
-    the output folder."""
+def _reasons(ledger: Any) -> str:
+    """``60 not_closed_set_classification (vqa 28, counting 8, ...), 3 no_exact_gsd``."""
+    from collections import Counter
+
+    groups: dict[str, Counter[str]] = {}
+    for reason, n in ledger.skipped.items():
+        head, _, detail = reason.partition(":")
+        groups.setdefault(head, Counter())[detail] += n
+    parts = []
+    for head, details in sorted(groups.items(), key=lambda kv: -sum(kv[1].values())):
+        inner = ", ".join(f"{d} {n}" for d, n in details.most_common() if d)
+        parts.append(f"{sum(details.values())} {head}" + (f" (tasks: {inner})" if inner else ""))
+    return ", ".join(parts)
+
+
+def _setup(
+    model_dir: Path,
+    data: Path,
+    root: Path | None,
+    out: Path | None,
+    limit: int | None,
+    *,
+    closed: bool,
+) -> tuple:
+    """The usable records (``closed``: closed-set classification ones), their root, the
+    model, a scorer over their answers, and the output folder."""
     from earthvlm.eval.choice import ChoiceScorer
     from earthvlm.eval.diagnose import closed_set
 
-    records, root = _records(data, root, limit, exact=True)
+    records, root = _read(data, root)
     model = _load(model_dir)
+    records = _select(records, root, model, data, limit, closed=closed)
     scorer = ChoiceScorer(model, root, closed_set(records)[0])
     return records, root, model, scorer, _out(out, model)
 
@@ -135,6 +188,7 @@ def spoof(
 ) -> None:
     """GSD spoofing (ScaleEarth App. A.3): accuracy under claimed GSDs, with bootstrap CIs,
     pair flips and paired tests of whether the answers depend on the GSD at all."""
+    from earthvlm.errors import EarthVLMError
     from earthvlm.eval.diagnose import closed_set, spoof_model
     from earthvlm.eval.diagnostics import (
         PAPER_SPOOF_DELTAS,
@@ -142,11 +196,11 @@ def spoof(
         plot_spoof_curves,
     )
     from earthvlm.eval.diagnostics.report import markdown_table
-    from earthvlm.eval.diagnostics.stats import spoof_tests
+    from earthvlm.eval.diagnostics.stats import fmt_p, spoof_tests
 
     if sweep not in ("offset", "absolute", "both"):
         raise _fail(f"--sweep {sweep!r}: choose 'offset', 'absolute' or 'both'")
-    records, root, model, scorer, folder = _setup(model_dir, data, root, out, limit)
+    records, root, model, scorer, folder = _setup(model_dir, data, root, out, limit, closed=True)
     candidates, pairs = closed_set(records)
     kinds = ["offset", "absolute"] if sweep == "both" else [sweep]
     sections: dict[str, Any] = {}
@@ -160,12 +214,12 @@ def spoof(
                 scorer, records, pairs=pairs, n_per_class=per_class, n_boot=n_boot, seed=seed,
                 **values,
             )  # fmt: skip
-        except ValueError as e:
+        except (EarthVLMError, ValueError) as e:
             raise _fail(str(e)) from None
         sections[f"{kind} sweep"] = curve
         tests = spoof_tests(curve) if kind == "offset" else {}
         if tests:
-            rows = [[n, f"{t.statistic:.1f}", t.dof or "", f"{t.p_value:.3g}", t.n]
+            rows = [[n, f"{t.statistic:.1f}", t.dof or "", fmt_p(t.p_value), t.n]
                     for n, t in tests.items()]  # fmt: skip
             sections[f"{kind} sweep: paired tests"] = markdown_table(
                 ["test", "statistic", "dof", "p", "n"], rows
@@ -175,7 +229,7 @@ def spoof(
         )
         console.print(curve.to_markdown())
         for n, t in tests.items():
-            console.print(f"{n}: statistic {t.statistic:.2f}, p = {t.p_value:.3g}")
+            console.print(f"{n}: statistic {t.statistic:.2f}, p {fmt_p(t.p_value, eq=True)}")
     settings = {"data": str(data), "candidates": candidates, "pairs": pairs, "sweep": sweep,
                 "per_class": per_class, "n_boot": n_boot}  # fmt: skip
     report = _write(folder, "spoof", model, sections, settings, seed, figures)
@@ -218,7 +272,7 @@ def calibration(
     from earthvlm.eval.diagnose import calibrate_model
     from earthvlm.eval.diagnostics import plot_calibration
 
-    records, root, model, scorer, folder = _setup(model_dir, data, root, out, limit)
+    records, root, model, scorer, folder = _setup(model_dir, data, root, out, limit, closed=False)
     try:
         stats = calibrate_model(model, scorer, records)
     except EarthVLMError as e:
@@ -250,7 +304,7 @@ def probe(
     from earthvlm.eval.diagnose import probe_model
     from earthvlm.eval.diagnostics import plot_probe_heatmap
 
-    records, root, model, scorer, folder = _setup(model_dir, data, root, out, limit)
+    records, root, model, scorer, folder = _setup(model_dir, data, root, out, limit, closed=False)
     try:
         result = probe_model(model, scorer, records, root, layer=layer, seed=seed)
     except (EarthVLMError, ValueError) as e:

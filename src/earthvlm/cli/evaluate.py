@@ -5,6 +5,11 @@ without recomputing them), and under ``accelerate launch`` the examples are shar
 the processes. Reports land under ``--out`` (default ``<run>/eval/<checkpoint>``): per
 benchmark ``report.md``, ``scores.csv``, ``scores.json`` and ``predictions.jsonl``, and a
 ``summary.md`` / ``summary.csv`` over all of them.
+
+``--zoom [--max-zooms K]`` asks every example through the zoom loop (the zoom arm,
+:mod:`earthvlm.eval.zoom`): reports go to ``<out>/<bench>-zoom<K>/`` with each example's
+trace, beside the direct arm's ``<out>/<bench>/``; ``arms.md`` compares the two
+(``docs/zoom-eval.md``).
 """
 
 from __future__ import annotations
@@ -159,6 +164,28 @@ def eval_command(
             "(overviews, JPEG draft, PNG strips), never decoded whole; the report counts them.",
         ),
     ] = 89_478_485,
+    zoom: Annotated[
+        bool,
+        typer.Option(
+            "--zoom/--no-zoom",
+            help="Ask through the zoom loop: a global view at the model's budget, zoom_in "
+            "calls read natively from the image, one GSD per view (reports under "
+            "<out>/<bench>-zoom<K>/ with each trace).",
+        ),
+    ] = False,
+    max_zooms: Annotated[
+        int | None,
+        typer.Option("--max-zooms", min=0, help="Most zooms per question with --zoom (default 2)."),
+    ] = None,
+    global_max_pixels: Annotated[
+        int | None,
+        typer.Option(
+            "--global-max-pixels",
+            min=1,
+            help="Pixel budget of the zoom loop's global view (default: the model's; "
+            "ZoomEarth's 512 x 512 is 262144).",
+        ),
+    ] = None,
     endpoint_zoom: Annotated[
         int | None,
         typer.Option(
@@ -181,6 +208,10 @@ def eval_command(
         raise _fail("give a local --model or an --endpoint (with --served-model), not both")
     if endpoint is not None and not served_model:
         raise _fail("--endpoint needs --served-model (the name GET /v1/models lists)")
+    if zoom and endpoint is not None:
+        raise _fail("--zoom runs a local --model; an endpoint zooms with --endpoint-zoom K")
+    if not zoom and (max_zooms is not None or global_max_pixels is not None):
+        raise _fail("--max-zooms and --global-max-pixels set the zoom arm: add --zoom")
     try:
         names = parse_names(bench)
     except BenchmarkError as e:
@@ -194,13 +225,21 @@ def eval_command(
     folders = {name: data_folder(name, data) for name in names}
     from earthvlm.cli._model import default_out, load_model_option
     from earthvlm.eval.runner import Processes, RunConfig, run_benchmarks
+    from earthvlm.eval.zoom import ZoomEvalConfig
 
     try:
+        zoom_config = None
+        if zoom:
+            zoom_config = ZoomEvalConfig(
+                max_zooms=2 if max_zooms is None else max_zooms,
+                global_max_pixels=global_max_pixels,
+            )
         config = RunConfig(
             batch_size=batch_size,
             max_new_tokens=max_new_tokens,
             limit=limit,
             max_decode_pixels=max_decode_pixels,
+            zoom=zoom_config,
         )
     except ValueError as e:
         raise _fail(str(e)) from None
@@ -239,8 +278,8 @@ def _table(runs: list[Any], model: Any) -> Table:
         res = r.result
         value = "-" if res is None or res.headline != res.headline else f"{res.headline:.4f}"
         table.add_row(
-            r.name, str(res.n if res else r.n_examples), res.metric if res else "-", value,
-            str(r.n_generated), str(r.n_cached), str(sum(r.failures.values())),
+            r.folder.name, str(res.n if res else r.n_examples), res.metric if res else "-",
+            value, str(r.n_generated), str(r.n_cached), str(sum(r.failures.values())),
         )  # fmt: skip
     return table
 

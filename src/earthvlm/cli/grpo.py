@@ -109,10 +109,12 @@ def grpo_command(
             score_fn = bench_score_fn(bench)
         except (BenchmarkError, ValueError) as e:
             raise _fail(f"--bench: {e}") from None
-    if not cfg.data.tasks or not Path(cfg.data.tasks).is_file():
+    tasks = Path(cfg.data.tasks) if cfg.data.tasks else None
+    if tasks is None or not (tasks.is_file() or (tasks / "tasks.jsonl").is_file()):
         raise _fail(
             f"data.tasks={cfg.data.tasks!r}: no such file; point it at a JSONL of "
-            '{"source", "question", "answer", "roi_xyxy_px"} lines (--set data.tasks=PATH)'
+            '{"source", "question", "answer", "roi_xyxy_px"} lines or the folder '
+            "'earthvlm data grpo-tasks RECORDS --out FOLDER' writes (--set data.tasks=PATH)"
         )
     from earthvlm.train.grpo import train_grpo
 

@@ -21,6 +21,7 @@ from rich.table import Table
 from earthvlm import __version__
 from earthvlm.cli.ask import ask_command
 from earthvlm.cli.data import data_app
+from earthvlm.cli.detect import detect_command
 from earthvlm.cli.diagnose import diagnose_app
 from earthvlm.cli.evaluate import eval_command
 from earthvlm.cli.export import export_command
@@ -41,6 +42,7 @@ app.add_typer(records_app, name="records")
 app.command("train")(train_command)
 app.command("eval")(eval_command)
 app.command("ask")(ask_command)
+app.command("detect")(detect_command)
 app.command("train-grpo")(grpo_command)
 app.command("export-lmms")(lmms_export_command)
 app.command("export")(export_command)
@@ -59,6 +61,20 @@ def _quiet_gdal() -> None:
     warnings.simplefilter("ignore", NotGeoreferencedWarning)
 
 
+def _quiet_libraries() -> None:
+    """Keep the libraries' own noise off a long job's screen: transformers' per-load
+    progress bars (tiny local models load in milliseconds) and bitsandbytes' warning that
+    an optional CPU kernel from the Hub is not trusted (it falls back to its own)."""
+    import logging
+
+    from huggingface_hub.utils import disable_progress_bars
+    from transformers.utils import logging as hf_logging
+
+    disable_progress_bars()
+    hf_logging.disable_progress_bar()
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+
+
 def _fmt(v: float | None) -> str:
     from earthvlm.scale.gsd import format_m
 
@@ -67,8 +83,9 @@ def _fmt(v: float | None) -> str:
 
 def _gsd_rows(paths: list[Path], verify: bool) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Resolve each path; every path is counted as ok, skipped or failed."""
+    from earthvlm.data.pixels import verify_pixels
     from earthvlm.errors import EarthVLMError, RasterError
-    from earthvlm.geo.raster import open_raster, read_pixels, sniff_driver
+    from earthvlm.geo.raster import sniff_driver
     from earthvlm.scale.resolve import resolve_file
     from earthvlm.scale.tiers import tier_of
 
@@ -104,11 +121,10 @@ def _gsd_rows(paths: list[Path], verify: bool) -> tuple[list[dict[str, Any]], di
             detail=g.detail,
         )
         if verify and p.suffix.lower() != ".txt":
-            try:
-                with open_raster(p, allow_vrt=True) as ds:
-                    read_pixels(ds, max_pixels=1 << 28)
+            try:  # the decoder training and `ask` use: PIL for JPEG / PNG, else GDAL
+                verify_pixels(p, allow_vrt=True, max_pixels=1 << 28)
                 row["pixels"] = "ok"
-            except RasterError as e:
+            except EarthVLMError as e:
                 row.update(status="failed", pixels="unreadable", error=str(e))
         counts[row["status"]] += 1
         rows.append(row)
@@ -205,7 +221,12 @@ def quickstart(
     """The main job on the embedded default: micro-ScaleEarth. Trains a tiny Qwen-VL on
     synthetic object chips without GSD, then B2 LoRA, B3 GSD-as-text, B4 MoE-LoRA and
     CS-HLoRA + SSE-U from it; spoofs the GSD, reads the gates, calibrates SSE-U, probes
-    the ranks; prints the summary and the claims, and writes report.md with figures."""
+    the ranks; prints the summary and the claims, and writes report.md with figures.
+
+    Shows each training run's progress and the time the whole run has left; checkpoints
+    every 50 steps, so the same command resumes an interrupted run. Exit code 2 for a bad
+    setting, 1 if the run fails, 130 when interrupted."""
+    from earthvlm.errors import EarthVLMError
     from earthvlm.experiments.micro import preset, run_experiment
     from earthvlm.experiments.micro.report import check_claims, summary_rows
 
@@ -217,9 +238,24 @@ def quickstart(
         raise typer.Exit(2) from None
     folder = out or Path("runs") / f"micro-scaleearth-{name}"
     _quiet_gdal()
+    _quiet_libraries()
     t0 = time.perf_counter()
-    console.print(f"micro-ScaleEarth, preset {name!r}: run folder {folder}")
-    result = run_experiment(mc, folder, log=lambda line: console.print(f"[cyan]>[/] {line}"))
+    console.print(
+        f"micro-ScaleEarth, preset {name!r}: run folder {folder} (interrupt at any time: "
+        "the same command resumes from the last checkpoint)"
+    )
+    try:
+        result = run_experiment(
+            mc, folder, log=lambda line: console.print(f"[cyan]>[/] {line}", highlight=False)
+        )
+    except KeyboardInterrupt:
+        err_console.print(
+            f"\ninterrupted; run the same command again to resume (checkpoints in {folder})"
+        )
+        raise typer.Exit(130) from None
+    except EarthVLMError as e:
+        err_console.print(f"[red]error:[/] {e}")
+        raise typer.Exit(1) from None
     _, rows = summary_rows(result)
     # the terminal gets the main columns; per-tier accuracy is in the report
     table = Table(title="Held-out chips: closed-set accuracy (per tier: see the report)")
@@ -364,6 +400,9 @@ def synth(
         str, typer.Option(help="Chips: 'textured' (hard) or 'plain' (learnable in minutes).")
     ] = "textured",
     seed: Annotated[int, typer.Option(help="Seed: same seed, byte-identical output.")] = 0,
+    split: Annotated[
+        str, typer.Option(help="The records' split: train, val or test (a held-out set).")
+    ] = "train",
 ) -> None:
     """Generate a synthetic Earth-observation dataset: GeoTIFFs, records and a manifest."""
     from rich.progress import Progress
@@ -375,7 +414,7 @@ def synth(
             n_scenes=n, n_chips=chips, size_px=size, gsd_range_m=_parse_range(gsd_range),
             views=tuple(v.strip() for v in views.split(",") if v.strip()),
             cloud_prob=clouds, n_uhr=uhr, uhr_size_px=uhr_size, chip_style=chip_style,
-            seed=seed,
+            seed=seed, split=split,
         )  # fmt: skip
     except ValueError as e:
         err_console.print(f"[red]error:[/] {e}")

@@ -24,9 +24,10 @@ def train_command(
     ] = None,
 ) -> None:
     """Train (stage 1 or stage 2) from a recipe; resumes from the run folder's newest
-    complete checkpoint. Exit code 2 for config errors, 1 if training fails."""
+    complete checkpoint. Exit code 2 for config errors (including a recipe this machine
+    cannot run, such as bf16 without a GPU), 1 if training fails."""
     # heavy imports (torch, transformers) only when the command runs
-    from earthvlm.errors import EarthVLMError
+    from earthvlm.errors import ConfigError, EarthVLMError
     from earthvlm.train import load_config, train
 
     try:
@@ -35,21 +36,26 @@ def train_command(
         err_console.print(f"[red]config error:[/] {e}")
         raise typer.Exit(2) from None
     main = os.environ.get("RANK", "0") == "0"  # one report under accelerate launch / torchrun
+    if os.environ.get("WORLD_SIZE", "1") == "1":  # several processes split the cores already
+        from earthvlm.train.threads import CpuThreads
+
+        CpuThreads(lambda line: err_console.print(line, highlight=False)).pick()
     try:
         result = train(cfg, console=err_console)
+    except ConfigError as e:
+        err_console.print(f"[red]config error:[/] {e}")
+        raise typer.Exit(2) from None
     except EarthVLMError as e:
         err_console.print(f"[red]error:[/] {e}")
         raise typer.Exit(1) from None
     if not main:
         return
+    # the loop has said where the run and its checkpoint are; add the loss and the log
     rows = [r for r in result.metrics if r.get("loss") is not None]
-    if rows:
-        console.print(
-            f"loss {rows[0]['loss']:.4f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.4f} "
-            f"(step {rows[-1]['step']})"
-        )
-    state = "finished" if result.finished else "stopped"
-    console.print(
-        f"{state} at step {result.step}/{result.total_steps}; run folder: {result.run_dir}; "
-        f"checkpoint: {result.checkpoint}; metrics: {result.run_dir / 'metrics.jsonl'}"
+    loss = (
+        f"loss {rows[0]['loss']:.4f} (step {rows[0]['step']}) -> {rows[-1]['loss']:.4f} "
+        f"(step {rows[-1]['step']}); "
+        if rows
+        else ""
     )
+    console.print(f"{loss}metrics: {result.run_dir / 'metrics.jsonl'}")

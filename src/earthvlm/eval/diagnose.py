@@ -51,22 +51,89 @@ def answer_of(record: Record) -> str:
     raise EarthVLMError(f"record {record.id}: no assistant turn (nothing to score against)")
 
 
-def usable(records: Sequence[Record], *, need_exact_gsd: bool) -> tuple[list[Record], Ledger]:
-    """Single-image records with an answer (and an exact GSD when asked), and the count
-    of those left out, per reason."""
+#: Tasks whose answer is one of a closed set of class names (what spoofing scores).
+CLOSED_SET_TASKS = frozenset({"classification"})
+
+
+def usable(
+    records: Sequence[Record],
+    *,
+    need_exact_gsd: bool,
+    closed_set_only: bool = False,
+    one_per_image: bool = False,
+    max_image_pixels: int | None = None,
+) -> tuple[list[Record], Ledger]:
+    """Single-image records with an answer, and the count of those left out, per reason.
+
+    Args:
+        records: Any records.
+        need_exact_gsd: Keep only images with an exact GSD (the truth to compare with).
+        closed_set_only: Keep only closed-set classification tasks
+            (:data:`CLOSED_SET_TASKS`: their answers form the candidate set).
+        one_per_image: Keep the first record of each image (a diagnostic of images, not
+            of the questions asked about them).
+        max_image_pixels: Leave out images larger than this (per the record's size), e.g.
+            ultra-high-resolution scenes that a diagnostic would read whole.
+
+    Only the records are read (no image, no model): :func:`fitting` checks the rest.
+    """
     ledger = Ledger("diagnostic inputs")
     kept = []
+    seen: set[str] = set()
     for r in records:
-        if len(r.images) != 1:
+        image = r.images[0] if len(r.images) == 1 else None
+        if image is None:
             ledger.count_skipped("not_single_image")
         elif not any(m.role == "assistant" for m in r.messages):
             ledger.count_skipped("no_answer")
-        elif need_exact_gsd and r.images[0].gsd.kind is not GSDKind.EXACT:
+        elif closed_set_only and r.task not in CLOSED_SET_TASKS:
+            ledger.count_skipped(f"not_closed_set_classification:{r.task}")
+        elif need_exact_gsd and image.gsd.kind is not GSDKind.EXACT:
             ledger.count_skipped("no_exact_gsd")
+        elif max_image_pixels and (image.width or 0) * (image.height or 0) > max_image_pixels:
+            ledger.count_skipped("image_too_large")
+        elif one_per_image and image.path in seen:
+            ledger.count_skipped("another_question_on_the_same_image")
         else:
+            seen.add(image.path)
             ledger.count_ok()
             kept.append(r)
     return kept, ledger
+
+
+def fitting(
+    model: EarthVLM,
+    root: str | Path,
+    records: Sequence[Record],
+    ledger: Ledger,
+    *,
+    answer: str | None = None,
+    limit: int | None = None,
+) -> list[Record]:
+    """The records the model can take (their image reads, the sample fits its
+    ``max_length`` with ``answer``, else the record's own answer), at most ``limit``;
+    the others move from ``ledger``'s ok to skipped with the collator's reason
+    (``too_long``, ``missing_image``, ...) or ``over_limit``."""
+    from earthvlm.data.collate.sample import SampleError
+    from earthvlm.eval.choice import with_answer
+
+    def leave_out(reason: str, n: int = 1) -> None:
+        ledger.ok -= n
+        ledger.skipped[reason] += n
+
+    collator = model.collator(root, image_cache=0)
+    kept: list[Record] = []
+    for k, r in enumerate(records):
+        if limit is not None and len(kept) >= limit:
+            leave_out("over_limit", len(records) - k)
+            break
+        try:
+            collator.encode(with_answer(r, answer) if answer is not None else r)
+        except SampleError as e:
+            leave_out(e.reason)
+            continue
+        kept.append(r)
+    return kept
 
 
 def closed_set(records: Sequence[Record]) -> tuple[list[str], list[tuple[str, str]]]:
@@ -212,10 +279,12 @@ def probe_model(
 
 
 __all__ = [
+    "CLOSED_SET_TASKS",
     "answer_of",
     "bottleneck_latents",
     "calibrate_model",
     "closed_set",
+    "fitting",
     "has_scale_cues",
     "image_pixels",
     "probe_model",

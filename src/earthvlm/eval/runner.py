@@ -33,6 +33,13 @@ one :class:`~earthvlm.eval.benchmarks.Benchmark` and scores the answers:
 * **Endpoints.** In place of a local model the runner takes an :class:`AnswerSource`
   (:class:`~earthvlm.eval.endpoint.EndpointModel`: any OpenAI-compatible server); the
   cache, sharding and reports above are the same, only the answers come over HTTP.
+* **Arms.** ``RunConfig.zoom`` asks every example through the zoom loop
+  (:class:`~earthvlm.eval.zoom.ZoomAnswers`: global view, crops read natively, one GSD
+  per view) instead of in one view (the direct arm). The arm and its settings key the
+  cache's setup and name the folder (``<out>/<bench>-zoom<K>/``), so both arms of one
+  model live side by side and a direct cache is never resumed as a zoom run; the zoom
+  arm's report adds the traces and :mod:`earthvlm.eval.zoom_report`'s summary, and
+  ``arms.md`` compares the arms found under ``out``.
 
 A record the collator refuses (missing image, too long, ...) is counted as a failure with
 its reason, kept in the cache and scored as wrong (prediction None); it is tried again on
@@ -48,7 +55,8 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,10 +69,20 @@ from earthvlm.data.record import Record
 from earthvlm.errors import EarthVLMError
 from earthvlm.eval.benchmarks import Benchmark, BenchmarkResult, build_benchmark
 from earthvlm.eval.diagnostics.report import markdown_table
+from earthvlm.eval.zoom import ZoomAnswers, ZoomEvalConfig
+from earthvlm.eval.zoom_report import (
+    arms_report,
+    summary_fields,
+    visual_token_stats,
+    with_crop_apo,
+    zoom_markdown,
+    zoom_summary,
+)
 from earthvlm.geo.raster import DEFAULT_MAX_READ_PIXELS, DEFAULT_MAX_SCAN_PIXELS
-from earthvlm.io import atomic_write_text
+from earthvlm.io import UntrustedJSONError, atomic_write_text, loads_untrusted
 from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.provenance import provenance
+from earthvlm.uhr.reader import ReaderConfig
 
 #: Written last in a benchmark's folder: its reports are complete.
 COMPLETE_FILE = "COMPLETE"
@@ -89,6 +107,8 @@ class RunConfig:
             draft, PNG strips; :mod:`earthvlm.data.pixels`) and counted in the report.
         max_scan_pixels: The most pixels a reduced read may scan (a raster without a
             coarse enough overview beyond this is refused with a reason).
+        zoom: Ask through the zoom loop with these settings (the zoom arm); None: in one
+            view (the direct arm).
     """
 
     batch_size: int = 8
@@ -97,6 +117,12 @@ class RunConfig:
     image_cache: int = 64
     max_decode_pixels: int = DEFAULT_MAX_READ_PIXELS
     max_scan_pixels: int = DEFAULT_MAX_SCAN_PIXELS
+    zoom: ZoomEvalConfig | None = None
+
+    @property
+    def arm(self) -> str:
+        """``direct``, or ``zoom<K>`` for the zoom arm."""
+        return "direct" if self.zoom is None else self.zoom.arm
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -125,12 +151,14 @@ class Processes:
         count: Processes in the run.
         device: Where this process runs the model.
         barrier: Blocks until every process reaches it.
+        gather: Every process's value, in rank order (one process: ``[value]``).
     """
 
     index: int = 0
     count: int = 1
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     barrier: Callable[[], None] = _no_wait
+    gather: Callable[[Any], list[Any]] = lambda value: [value]
 
     def __post_init__(self) -> None:
         if not 0 <= self.index < self.count:
@@ -153,8 +181,16 @@ class Processes:
             several and not torch.cuda.is_available()
         )
         state = PartialState(cpu=cpu)
-        return cls(state.process_index, state.num_processes, state.device,
-                   state.wait_for_everyone)  # fmt: skip
+        if state.num_processes == 1:
+            return cls(state.process_index, 1, state.device, state.wait_for_everyone)
+        from accelerate.utils import gather_object
+
+        def gather(value: Any) -> list[Any]:
+            return list(gather_object([value]))
+
+        return cls(
+            state.process_index, state.num_processes, state.device, state.wait_for_everyone, gather
+        )
 
 
 # -- the cache -----------------------------------------------------------------------------
@@ -190,8 +226,8 @@ class PredictionCache:
         for shard in sorted(self.dir.glob("rank-*.jsonl")):
             for line in shard.read_text(encoding="utf-8").splitlines():
                 try:
-                    row = json.loads(line)
-                except json.JSONDecodeError:
+                    row = loads_untrusted(line)
+                except UntrustedJSONError:  # torn, or damaged past what json takes
                     continue
                 if not isinstance(row, dict) or not isinstance(row.get("id"), str):
                     continue
@@ -222,6 +258,7 @@ def _check_setup(folder: Path, setup: dict[str, Any], *, write: bool) -> None:
     setup = json.loads(json.dumps(setup))  # compare as stored (tuples become lists)
     if path.is_file():
         old = json.loads(path.read_text(encoding="utf-8"))
+        old.setdefault("arm", "direct")  # written before the zoom arm existed
         if old != setup:
             diff = [k for k in sorted(set(old) | set(setup)) if old.get(k) != setup.get(k)]
             raise EvalError(
@@ -255,10 +292,10 @@ def generate_answers(
     model sits on: :meth:`EarthVLM.generate` moves the batch there).
 
     Returns:
-        ``{"id", "prediction", "truncated", "failure"}`` per record: the decoded new
-        tokens (special tokens dropped) and whether the answer hit ``max_new_tokens``;
-        or, for a record the collator refused, ``prediction`` None and ``failure`` its
-        reason.
+        ``{"id", "prediction", "truncated", "failure", "visual_tokens"}`` per record: the
+        decoded new tokens (special tokens dropped), whether the answer hit
+        ``max_new_tokens`` and the image tokens of its prompt; or, for a record the
+        collator refused, ``prediction`` None and ``failure`` its reason.
     """
     batch = collator([model.prepare(r) for r in records])
     rows = {
@@ -276,7 +313,10 @@ def generate_answers(
         kwargs = {"max_new_tokens": max_new_tokens, "do_sample": False, "num_beams": 1,
                   "pad_token_id": collator.pad_id}  # fmt: skip
         out, masks = model.generate_batch(batch, **kwargs)  # scale path, fused pairs, [SEG]
-        new = out[:, model.model_inputs(batch)["input_ids"].shape[1] :].cpu()
+        prompt = model.model_inputs(batch)["input_ids"]
+        image_token = getattr(model.hf_model.config, "image_token_id", None)
+        n_visual = (prompt == image_token).sum(dim=1).tolist() if image_token is not None else None
+        new = out[:, prompt.shape[1] :].cpu()
         texts = model.backbone.tokenizer.batch_decode(new, skip_special_tokens=True)
         eos = _eos_ids(model)
         by_id = {r.id: r for r in records}
@@ -291,6 +331,7 @@ def generate_answers(
                 "truncated": not ended and len(tokens) >= max_new_tokens,
                 "failure": None,
                 "reduced_images": int(reduced[rid]),
+                "visual_tokens": None if n_visual is None else int(n_visual[b]),
             }
     return [rows[r.id] for r in records]
 
@@ -344,11 +385,13 @@ class BenchmarkRun:
         name: The benchmark.
         folder: Its output folder.
         n_examples: Examples asked (after ``limit``).
-        n_generated: Answers generated by this process in this call.
-        n_cached: Answers this process found in the cache.
+        n_generated: Answers generated in this call, by every process together.
+        n_cached: Answers found in the cache, by every process together.
         failures: Reason -> records the collator refused (scored as wrong).
         result: The scores (main process only; None elsewhere).
         seconds: Wall time of this call.
+        arm: ``direct`` or ``zoom<K>``.
+        summary: The arm's columns of ``summary.csv`` (main process only).
     """
 
     name: str
@@ -359,6 +402,8 @@ class BenchmarkRun:
     failures: Counter[str] = field(default_factory=Counter)
     result: BenchmarkResult | None = None
     seconds: float = 0.0
+    arm: str = "direct"
+    summary: dict[str, Any] = field(default_factory=dict)
 
 
 class AnswerSource(Protocol):
@@ -380,13 +425,15 @@ class AnswerSource(Protocol):
         ...
 
 
+@contextmanager
 def _answer_source(
     model: EarthVLM | AnswerSource, image_root: Path, config: RunConfig, procs: Processes
-) -> Callable[[Sequence[Record], int], list[dict[str, Any]]]:
-    """``(records, max_new_tokens) -> cache rows``: the local model through the collator,
-    or the answer source's own ``answers``."""
+) -> Iterator[Callable[[Sequence[Record], int], list[dict[str, Any]]]]:
+    """``(records, max_new_tokens) -> cache rows``: the local model through the collator
+    (the zoom arm: through the zoom loop), or the answer source's own ``answers``."""
     if not isinstance(model, EarthVLM):
-        return lambda records, max_new: model.answers(records, image_root, max_new_tokens=max_new)
+        yield lambda records, max_new: model.answers(records, image_root, max_new_tokens=max_new)
+        return
     _place(model, procs.device)
     collator = Collator(
         model.backbone,
@@ -397,11 +444,29 @@ def _answer_source(
         max_read_pixels=config.max_decode_pixels,
         max_scan_pixels=config.max_scan_pixels,
     )
-    return lambda records, max_new: generate_answers(model, collator, records,
-                                                     max_new_tokens=max_new)  # fmt: skip
+
+    def direct(records: Sequence[Record], max_new: int) -> list[dict[str, Any]]:
+        return generate_answers(model, collator, records, max_new_tokens=max_new)
+
+    if config.zoom is None:
+        yield direct
+        return
+    reader = ReaderConfig(
+        max_decode_pixels=config.max_decode_pixels, max_scan_pixels=config.max_scan_pixels
+    )
+    with ZoomAnswers(model, config.zoom, image_root, reader_config=reader, direct=direct) as z:
+        yield lambda records, max_new: z.answers(records, max_new_tokens=max_new)
 
 
-def _model_info(model: EarthVLM | AnswerSource) -> dict[str, Any]:
+def _arm(model: EarthVLM | AnswerSource, config: RunConfig) -> str:
+    """The arm a run asks in: ``direct``, ``zoom<K>``, or ``server-zoom<K>`` for an
+    endpoint that zooms server-side."""
+    zoom = None if isinstance(model, EarthVLM) else model.info().get("zoom")
+    return config.arm if zoom is None else f"server-zoom{zoom}"
+
+
+def model_info(model: EarthVLM | AnswerSource) -> dict[str, Any]:
+    """The reports' ``model`` section (its ``checkpoint`` keys the cache's setup)."""
     if not isinstance(model, EarthVLM):
         return model.info()
     return {
@@ -430,17 +495,23 @@ def run_benchmark(
         bench: The benchmark.
         data: Its data folder (see the benchmark's ``files``).
         out: Output folder; the benchmark writes under ``out/<name>/``.
-        config: Batch size, ``max_new_tokens``, ``limit``.
+        config: Batch size, ``max_new_tokens``, ``limit``, the arm.
         processes: This process's share (default: from ``accelerate``).
 
     Raises:
-        EvalError: For no examples, duplicate record ids or a cache of another setup.
+        EvalError: For no examples, duplicate record ids, a cache of another setup, or
+            the zoom arm with an answer source (an endpoint zooms server-side).
         BenchmarkError: If the benchmark's files are missing.
     """
     t0 = time.perf_counter()
     config = config or RunConfig()
+    if config.zoom is not None and not isinstance(model, EarthVLM):
+        raise EvalError(
+            f"{bench.name}: the zoom arm runs a local model; an endpoint zooms server-side "
+            "(earthvlm serve --zoom, eval --endpoint-zoom K)"
+        )
     procs = processes or Processes.from_accelerate()
-    folder = Path(out) / bench.name
+    folder = Path(out) / (bench.name if config.zoom is None else f"{bench.name}-{config.arm}")
     records = list(bench.examples(data, limit=config.limit))
     if not records:
         raise EvalError(f"{bench.name}: no examples under {data} ({bench.ledger.summary()})")
@@ -450,8 +521,10 @@ def run_benchmark(
         raise EvalError(f"{bench.name}: record id {dup!r} appears twice; ids key the cache")
     max_new = config.max_new_tokens or bench.max_new_tokens
     setup = {"benchmark": bench.name, "version": bench.version, "options": bench.options(),
-             "checkpoint": _model_info(model)["checkpoint"], "max_new_tokens": max_new,
-             "decoding": "greedy"}  # fmt: skip
+             "checkpoint": model_info(model)["checkpoint"], "max_new_tokens": max_new,
+             "decoding": "greedy", "arm": _arm(model, config)}  # fmt: skip
+    if config.zoom is not None:
+        setup["zoom"] = config.zoom.to_dict()
     _check_setup(folder, setup, write=procs.is_main)  # every process refuses a stale cache
 
     cache = PredictionCache(folder, procs.index)
@@ -459,18 +532,26 @@ def run_benchmark(
     procs.barrier()  # every process has read the cache before any appends
     mine = records[procs.index :: procs.count]
     todo = [r for r in mine if r.id not in done]
-    run = BenchmarkRun(bench.name, folder, len(records), n_cached=len(mine) - len(todo))
+    run = BenchmarkRun(
+        bench.name, folder, len(records), n_cached=len(mine) - len(todo), arm=setup["arm"]
+    )
     if todo:
-        answer = _answer_source(model, bench.image_root(data), config, procs)
-        for start in range(0, len(todo), config.batch_size):
-            rows = answer(todo[start : start + config.batch_size], max_new)
-            cache.append(rows)
-            run.n_generated += sum(r["failure"] is None for r in rows)
-            run.failures.update(r["failure"] for r in rows if r["failure"] is not None)
+        with _answer_source(model, bench.image_root(data), config, procs) as answer:
+            for start in range(0, len(todo), config.batch_size):
+                rows = answer(todo[start : start + config.batch_size], max_new)
+                cache.append(rows)
+                run.n_generated += sum(r["failure"] is None for r in rows)
+                run.failures.update(r["failure"] for r in rows if r["failure"] is not None)
+    # the table reports the whole run, not this process's share of it
+    shares = procs.gather((run.n_generated, run.n_cached, dict(run.failures)))
+    run.n_generated = sum(g for g, _, _ in shares)
+    run.n_cached = sum(c for _, c, _ in shares)
+    run.failures = sum((Counter(f) for _, _, f in shares), Counter())
     procs.barrier()
     if procs.is_main:
-        run.result = _score_and_report(model, bench, records, cache.load(), folder, data,
-                                       config, max_new)  # fmt: skip
+        run.result, run.summary = _score_and_report(
+            model, bench, records, cache.load(), folder, data, config, max_new
+        )
     procs.barrier()
     run.seconds = time.perf_counter() - t0
     return run
@@ -485,19 +566,29 @@ def _score_and_report(
     data: str | Path,
     config: RunConfig,
     max_new: int,
-) -> BenchmarkResult:
+) -> tuple[BenchmarkResult, dict[str, Any]]:
     (folder / COMPLETE_FILE).unlink(missing_ok=True)
     rows = [cached.get(r.id, {"prediction": None, "failure": "not_generated"}) for r in records]
     predictions = [row.get("prediction") for row in rows]
     result = bench.score(records, predictions)
+    zoom = None
+    if config.zoom is not None:
+        zoom = zoom_summary(bench, records, rows, result.item_scores)
+        result = with_crop_apo(result, zoom)
     lines = []
     for rec, row, s in zip(records, rows, result.item_scores, strict=True):
-        lines.append(json.dumps({
+        line = {
             "id": rec.id, "category": bench.category(rec), "prediction": row.get("prediction"),
             "reference": bench.reference(rec), "score": s, "failure": row.get("failure"),
             "truncated": bool(row.get("truncated")),
             "reduced_images": int(row.get("reduced_images") or 0),
-        }, ensure_ascii=False))  # fmt: skip
+            "visual_tokens": row.get("visual_tokens"),
+        }  # fmt: skip
+        if config.zoom is not None:  # the trace: views, source windows, GSDs, turns
+            line["arm"] = row.get("arm", "zoom")
+            line["zoom"] = row.get("zoom")
+            line["zoom_skipped"] = row.get("zoom_skipped")
+        lines.append(json.dumps(line, ensure_ascii=False))
     atomic_write_text(folder / "predictions.jsonl", "\n".join(lines) + "\n")
     failures = Counter(row["failure"] for row in rows if row.get("failure"))
     generation = {
@@ -510,7 +601,11 @@ def _score_and_report(
         "reduced_examples": sum(bool(row.get("reduced_images")) for row in rows),
         "max_new_tokens": max_new,
         "decoding": "greedy",
+        "arm": _arm(model, config),
+        "visual_tokens": visual_token_stats(rows),
     }
+    if config.zoom is not None:  # a call (and its reasoning) needs more than a short answer
+        generation["max_new_tokens_per_turn"] = config.zoom.loop_config(max_new).max_new_tokens
     report = {
         "benchmark": bench.name,
         "version": bench.version,
@@ -519,16 +614,18 @@ def _score_and_report(
         "run": asdict(config),
         "generation": generation,
         "examples": bench.ledger.to_dict(),
-        "model": _model_info(model),
+        "model": model_info(model),
         "provenance": provenance(),
         "written": datetime.now(UTC).isoformat(timespec="seconds"),
         "result": result.to_dict(),
     }
+    if zoom is not None:
+        report["zoom"] = zoom
     atomic_write_text(folder / "scores.json", json.dumps(report, indent=2) + "\n")
     atomic_write_text(folder / "scores.csv", _csv(_score_rows(result)))
     atomic_write_text(folder / "report.md", _markdown(report, result))
     atomic_write_text(folder / COMPLETE_FILE, report["written"] + "\n")
-    return result
+    return result, summary_fields(report)
 
 
 # -- reports -------------------------------------------------------------------------------
@@ -570,8 +667,10 @@ def _markdown(report: dict[str, Any], result: BenchmarkResult) -> str:
         "",
         f"**{result.metric}: {_fmt(result.headline)}** over {result.n} scored of "
         f"{gen['n_examples']} examples; {gen['n_answered']} answered, "
-        f"{sum(gen['failures'].values())} refused by the collator, {gen['truncated']} cut at "
-        f"{gen['max_new_tokens']} new tokens; {gen.get('reduced_images', 0)} image(s) over "
+        f"{sum(gen['failures'].values())} refused, {gen['truncated']} cut at "
+        f"{gen.get('max_new_tokens_per_turn', gen['max_new_tokens'])} new tokens"
+        f"{' a turn' if 'max_new_tokens_per_turn' in gen else ''}; "
+        f"{gen.get('reduced_images', 0)} image(s) over "
         f"{report['run'].get('max_decode_pixels', 0):,} px read reduced, never decoded whole.",
         "",
         "## Metrics",
@@ -585,6 +684,7 @@ def _markdown(report: dict[str, Any], result: BenchmarkResult) -> str:
             [[c, s.n, _fmt(s.score)] for c, s in result.categories.items()],
         ),
         "",
+        *zoom_markdown(report),
         "## Run",
         "",
         markdown_table(
@@ -611,26 +711,42 @@ def _markdown(report: dict[str, Any], result: BenchmarkResult) -> str:
 def write_summary(
     runs: Sequence[BenchmarkRun], out: str | Path, model: EarthVLM | AnswerSource
 ) -> Path:
-    """``summary.md`` and ``summary.csv`` (the headline of every benchmark) under ``out``."""
+    """``summary.md`` and ``summary.csv`` (the headline of every benchmark run, its arm,
+    visual tokens per question, zoom rate and depth, invalid tool calls) under ``out``;
+    ``arms.md`` and ``arms.csv`` where another arm of the same benchmarks and checkpoint
+    is complete there too (:func:`~earthvlm.eval.zoom_report.arms_report`)."""
     out = Path(out)
+    extra = ("arm", "visual_tokens_per_question", "zoom_rate", "mean_zoom_depth", "invalid_calls")
     rows = [
         (r.name, r.result.version, r.result.n, r.result.metric,
-         None if math.isnan(r.result.headline) else r.result.headline)
+         None if math.isnan(r.result.headline) else r.result.headline,
+         *[r.summary.get(k, r.arm if k == "arm" else None) for k in extra])
         for r in runs if r.result is not None
     ]  # fmt: skip
-    atomic_write_text(
-        out / "summary.csv", _csv(rows, ("benchmark", "version", "n", "metric", "value"))
-    )
-    info = _model_info(model)
+    header = ("benchmark", "version", "n", "metric", "value", *extra)
+    atomic_write_text(out / "summary.csv", _csv(rows, header))
+    info = model_info(model)
     prov = provenance()
+    folders = [r.folder.name for r in runs if r.result is not None]
     md = [
         f"# Evaluation: {info['name']} ({info['variant']})",
         "",
         markdown_table(
-            ["benchmark", "version", "n", "metric", "value", "report"],
-            [[*r[:4], _fmt(r[4]), f"[{r[0]}/report.md]({r[0]}/report.md)"] for r in rows],
+            [*header, "report"],
+            [
+                [*r[:4], *[_fmt(v) for v in r[4:]], f"[{f}/report.md]({f}/report.md)"]
+                for r, f in zip(rows, folders, strict=True)
+            ],
         ),
         "",
+    ]
+    arms = arms_report(out, list(dict.fromkeys(r.name for r in runs)))
+    if arms is not None:
+        table, arms_md = arms
+        atomic_write_text(out / "arms.csv", _csv(table[1:], table[0]))
+        atomic_write_text(out / "arms.md", f"# Arms: {info['name']}\n\n{arms_md}\n")
+        md += ["## Arms", "", arms_md, "", "Also in `arms.md` / `arms.csv`.", ""]
+    md += [
         f"Checkpoint `{info['checkpoint']}`; earthvlm {prov['earthvlm']}, git "
         f"{prov['git_commit'] or 'unknown'}.",
         "",
@@ -679,6 +795,7 @@ __all__ = [
     "Processes",
     "RunConfig",
     "generate_answers",
+    "model_info",
     "run_benchmark",
     "run_benchmarks",
     "write_summary",

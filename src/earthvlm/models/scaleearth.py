@@ -179,19 +179,15 @@ class ScaleEarth(nn.Module):
 
     def _image_runs(self, input_ids: torch.Tensor) -> list[list[tuple[int, int]]]:
         """Per sample, the (start, end) token positions of each image, in order."""
-        runs: list[list[tuple[int, int]]] = []
         is_img = (input_ids == self.image_token_id).cpu()
-        for row in is_img:
-            r, t, n = [], 0, len(row)
-            while t < n:
-                if row[t]:
-                    start = t
-                    while t < n and row[t]:
-                        t += 1
-                    r.append((start, t))
-                else:
-                    t += 1
-            runs.append(r)
+        # a run starts where an image token follows a non-image one, ends where it stops
+        # (a token loop per row cost a tenth of a scoring forward on the tiny models)
+        edge = torch.diff(torch.nn.functional.pad(is_img.to(torch.int8), (1, 1)), dim=1)
+        rows_s, cols_s = (edge == 1).nonzero(as_tuple=True)
+        cols_e = (edge == -1).nonzero(as_tuple=True)[1]
+        runs: list[list[tuple[int, int]]] = [[] for _ in range(is_img.shape[0])]
+        for b, start, end in zip(rows_s.tolist(), cols_s.tolist(), cols_e.tolist(), strict=True):
+            runs[b].append((start, end))
         return runs
 
     def _run_images(self, runs: list[list[tuple[int, int]]]) -> list[list[int]]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 from functools import lru_cache
+from typing import Any
 
 #: Special tokens, in Qwen's id order. They never split and ``skip_special_tokens`` drops them.
 SPECIAL_TOKENS: tuple[str, ...] = (
@@ -265,3 +266,48 @@ def build_tiny_tokenizer(vocab_size: int = TINY_VOCAB_SIZE):
     if len(tokenizer) != vocab_size:  # a transformers change would silently shift ids
         raise RuntimeError(f"tiny tokenizer has {len(tokenizer)} tokens, expected {vocab_size}")
     return tokenizer
+
+
+@lru_cache(maxsize=1)
+def _unicode_to_byte() -> dict[str, int]:
+    """The inverse of byte-level BPE's byte -> printable character map (GPT-2's, which
+    Qwen2 uses): printable Latin-1 bytes map to themselves, the rest to U+0100 on."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in keep:
+            chars[chr(b)] = b
+        else:
+            chars[chr(256 + extra)] = b
+            extra += 1
+    return chars
+
+
+def decode_text(tokenizer: Any, ids: list[int], *, skip_special_tokens: bool = True) -> str:
+    """``tokenizer.decode`` without replacement characters: a byte-level tokenizer's
+    tokens become bytes, and bytes that are not UTF-8 (a random model's, or a character
+    cut at the token budget) show as ``\\xNN`` escapes instead of U+FFFD, so an answer
+    never prints as a row of question-mark boxes. Other tokenizers decode as usual."""
+    decoder = getattr(getattr(tokenizer, "backend_tokenizer", None), "decoder", None)
+    if type(decoder).__name__ != "ByteLevel":
+        return tokenizer.decode(ids, skip_special_tokens=skip_special_tokens)
+    to_byte = _unicode_to_byte()
+    added = set(tokenizer.get_added_vocab())
+    parts: list[str] = []
+    buf = bytearray()
+
+    def flush() -> None:
+        if buf:
+            parts.append(buf.decode("utf-8", errors="backslashreplace"))
+            buf.clear()
+
+    for token in tokenizer.convert_ids_to_tokens(ids, skip_special_tokens=skip_special_tokens):
+        if token is None:
+            continue
+        if token not in added and all(ch in to_byte for ch in token):
+            buf.extend(to_byte[ch] for ch in token)
+        else:  # an added token (<tool_call>, ...) is text as it stands
+            flush()
+            parts.append(token)
+    flush()
+    return "".join(parts)

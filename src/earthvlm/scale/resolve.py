@@ -14,11 +14,17 @@ provenance of the step that decided and a trace of every step tried. In order:
    only the inference-time resolver of sec. 3.3 falls back to the neutral 1 m.
 
 A metadata value that disagrees with the file's georeferencing by more than 2x is kept
-(the annotation decides) but the disagreement is reported in the trace.
+(the annotation decides) but the disagreement is reported in the trace. So is a sensor
+recognised in the file name whose GSD the georeferencing contradicts by more than 25 %
+(a resampled or renamed product, e.g. a 20 m Sentinel-2 band at 10 m): the
+georeferencing decides, the trace and the resolved GSD's detail carry both values, and
+a :class:`GSDConflictWarning` is issued.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +37,21 @@ from earthvlm.scale.sensors import (
     parse_dota_header,
     parse_sensor_name,
 )
+
+#: How far the georeferencing may lie outside a file-name sensor's GSD (or range)
+#: before the two are reported as disagreeing: a product's own grid matches its table
+#: value to a few per cent, a resampled one is off by 2x or more.
+NAME_AGREE_FACTOR = 1.25
+
+
+class GSDConflictWarning(UserWarning):
+    """Two sources of one file's GSD disagree (the message gives both values)."""
+
+
+def _disagree(value: GSD, other: GSD, factor: float) -> bool:
+    """Whether ``value``'s point lies more than ``factor`` outside ``other``'s bounds."""
+    lo, hi = other.bounds_m
+    return not lo / factor <= value.point_m <= hi * factor
 
 
 @dataclass(frozen=True)
@@ -135,6 +156,7 @@ def resolve_gsd(
     elif path is not None:
         trace.append(Step("georef", "skipped", "not read"))
 
+    georef_decided = any(t.step == "georef" and t.outcome == "used" for t in trace)
     for name, candidate in later:
         if candidate is None:
             trace.append(Step(name, "none", "no sensor recognised in the name"))
@@ -142,6 +164,19 @@ def resolve_gsd(
         if chosen is None:
             chosen = candidate
             trace.append(Step(name, "used", candidate.detail))
+        elif (
+            name == "filename"
+            and georef_decided
+            and _disagree(chosen, candidate, NAME_AGREE_FACTOR)
+        ):
+            note = (
+                f"the file name says {candidate} ({candidate.detail}) but the "
+                f"georeferencing says {chosen}; using the georeferencing (a resampled or "
+                "renamed product?)"
+            )
+            trace.append(Step(name, "warning", note))
+            chosen = dataclasses.replace(chosen, detail=f"{chosen.detail}; WARNING: {note}")
+            warnings.warn(f"{path}: {note}", GSDConflictWarning, stacklevel=2)
         else:
             trace.append(Step(name, "skipped", f"{candidate} (an earlier step decided)"))
 

@@ -69,6 +69,8 @@ class SynthConfig:
             kinds in ``kinds`` (all of them when none is), their GSD log-uniformly from
             :data:`UHR_GSD_RANGE_M` clipped to ``gsd_range_m``.
         uhr_size_px: UHR scene side in pixels (2048..32768).
+        split: The records' ``split`` (``train``, ``val``, ``test``): a held-out set
+            generated with another seed says so.
     """
 
     n_scenes: int = 64
@@ -83,12 +85,15 @@ class SynthConfig:
     seed: int = 0
     n_uhr: int = 0
     uhr_size_px: int = 8192
+    split: str = "train"
 
     def __post_init__(self) -> None:
         if self.n_scenes < 0 or self.n_chips < 0 or self.n_uhr < 0:
             raise ValueError("n_scenes, n_chips and n_uhr must be >= 0")
         if self.n_scenes + self.n_chips + self.n_uhr == 0:
             raise ValueError("nothing to generate: set n_scenes, n_chips or n_uhr above 0")
+        if not self.split or not self.split.replace("_", "").replace("-", "").isalnum():
+            raise ValueError(f"split={self.split!r}: a word such as train, val or test")
         if not 2048 <= self.uhr_size_px <= 32768:
             raise ValueError(f"uhr_size_px must be in 2048..32768, got {self.uhr_size_px}")
         if not 16 <= self.size_px <= 4096:
@@ -370,6 +375,8 @@ def generate_dataset(
         records.extend(write_uhr(out, i, cfg, manifest))
         if progress:
             progress(1)
+    if cfg.split != "train":  # records are built as training records
+        records = [r.model_copy(update={"split": cfg.split}) for r in records]
     manifest.records = len(records)
     write_records_and_manifest(out, records, manifest.to_dict())
     return manifest

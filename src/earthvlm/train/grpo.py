@@ -69,6 +69,7 @@ from earthvlm.adapters.targets import QWEN_LINEARS
 from earthvlm.data.gsd_text import gsd_sentence
 from earthvlm.data.resolution import Resolution
 from earthvlm.errors import EarthVLMError
+from earthvlm.io import UntrustedJSONError, loads_untrusted
 from earthvlm.scale.gsd import GSD
 from earthvlm.train.config import (
     AdapterConfig,
@@ -112,7 +113,8 @@ class GRPODataConfig:
     """A JSONL file, one task a line: ``{"source": raster path (relative to the file),
     "question": ..., "answer": ..., "roi_xyxy_px": [x1, y1, x2, y2] or null}``, and
     optionally ``"source_gsd"`` (the record's GSD; default: the raster's georeferencing)
-    and ``"record"`` (for benchmark rewards): ``earthvlm data grpo-tasks`` writes them."""
+    and ``"record"`` (for benchmark rewards); or the folder ``earthvlm data grpo-tasks
+    --out`` writes (its ``tasks.jsonl``)."""
     global_max_pixels: int | None = None
     """Pixel budget of the global view; ``None``: the processor's ``max_pixels``."""
 
@@ -316,20 +318,31 @@ def load_grpo_config(path: str | Path, overrides: Sequence[str] = ()) -> GRPORun
 
 
 def load_tasks(path: str | Path) -> list[dict[str, Any]]:
-    """The tasks of a JSONL file; ``source`` paths made absolute (relative to the file).
+    """The tasks of a JSONL file (or of a ``grpo-tasks`` folder's ``tasks.jsonl``);
+    ``source`` paths made absolute (relative to the file).
 
     Raises:
-        EarthVLMError: If a line is not a task (it names the line and the missing key).
+        EarthVLMError: If the file is missing or a line is not a task (it names the line
+            and the missing key).
     """
     path = Path(path)
+    if path.is_dir():
+        path = path / "tasks.jsonl"
+    if not path.is_file():
+        raise EarthVLMError(
+            f"{path}: no such tasks file; write one with 'earthvlm data grpo-tasks RECORDS "
+            "--out FOLDER' and point data.tasks at the folder"
+        )
     tasks = []
     for n, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
         try:
-            task = json.loads(line)
-        except ValueError as e:
-            raise EarthVLMError(f"{path}:{n}: not JSON ({e})") from e
+            task = loads_untrusted(line)
+        except UntrustedJSONError as e:  # nested too deep, huge integers, surrogates too
+            raise EarthVLMError(f"{path}:{n}: not a task ({e})") from None
+        if not isinstance(task, dict):
+            raise EarthVLMError(f"{path}:{n}: not a task (a JSON object is needed)")
         missing = {"source", "question", "answer"} - set(task)
         if missing:
             raise EarthVLMError(f"{path}:{n}: missing {sorted(missing)}")

@@ -43,6 +43,7 @@ import json
 import math
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,12 +52,11 @@ import torch
 from accelerate import Accelerator, DistributedDataParallelKwargs
 from accelerate.utils import set_seed
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch.utils.data import DataLoader
 
 from earthvlm.data.collate import Collator
 from earthvlm.data.ledger import Ledger
-from earthvlm.errors import EarthVLMError
+from earthvlm.errors import ConfigError, EarthVLMError
 from earthvlm.io import atomic_write_text
 from earthvlm.models.earthvlm import EarthVLM
 from earthvlm.models.saved import record_base, save_weights
@@ -72,6 +72,7 @@ from earthvlm.train.data import (
 )
 from earthvlm.train.metrics import MetricsLog, gate_means, sseu_abs_error
 from earthvlm.train.params import gated, param_groups
+from earthvlm.train.progress import StepProgress
 from earthvlm.train.schedule import cosine_with_warmup, lambda_gsd
 
 #: Config fields that may change between a run and its resumption.
@@ -111,9 +112,10 @@ class TrainResult:
 def _mixed_precision(precision: str) -> str:
     bf16_ok = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if precision == "bf16" and not bf16_ok:
-        raise EarthVLMError(
-            "precision=bf16 needs a CUDA device with bf16 support; this machine has none. "
-            "Use precision=auto (bf16 where supported, else fp32) or fp32"
+        raise ConfigError(
+            "precision=bf16 needs a CUDA GPU with bf16 support; this machine has none (a "
+            "paper recipe is for GPUs). Use --set precision=auto (bf16 where supported, "
+            "else fp32) or --set precision=fp32"
         )
     return "bf16" if precision == "bf16" or (precision == "auto" and bf16_ok) else "no"
 
@@ -188,41 +190,43 @@ class _Run:
         return self.accelerator.is_main_process
 
 
-def train(cfg: TrainConfig, *, console: Console | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    *,
+    console: Console | None = None,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
     """Run (or resume) the SFT run that ``cfg`` describes.
 
     Args:
         cfg: The run config.
-        console: Where progress and messages go (default: stderr).
+        console: Where progress and messages go (default: stderr). On a terminal the
+            progress is a live bar; elsewhere one line every tenth of the run.
+        on_step: Called with each optimiser step's metrics row (its ``step`` and
+            ``seconds`` let a caller time the run, e.g. for an estimate of what is left).
 
     Returns:
         A :class:`TrainResult`.
 
     Raises:
+        ConfigError: A config this machine cannot run (``precision=bf16`` without a GPU).
         EarthVLMError: Missing data or weights, a config that differs from the one the
             checkpoint was written with, or too many failed samples.
     """
     console = console or Console(stderr=True)
     run = _setup(cfg, console)
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not (cfg.progress and run.main),
-    )
-    with progress:
-        bar = progress.add_task(f"stage {cfg.stage}", total=run.total, completed=run.step, info="")
+    label = f"{cfg.name} (stage {cfg.stage})"
+    show = cfg.progress and run.main
+    with StepProgress(console, label, run.total, run.step, enabled=show) as progress:
         while run.step < run.stop:
             micro_iter, n_batches = _epoch(run)
             for _ in range(n_batches):
                 if run.step >= run.stop:
                     break
                 row = _optimiser_step(run, micro_iter)
-                info = f"loss {row['loss']:.4f}" if row.get("loss") is not None else ""
-                progress.update(bar, completed=run.step, info=info)
+                progress.update(run.step, row.get("loss"))
+                if on_step is not None:
+                    on_step(row)
                 _check_failures(run.ledger, cfg.data.max_failed_fraction)
                 if (cfg.save_every and run.step % cfg.save_every == 0) or run.step == run.stop:
                     run.last_ckpt = _save(run, row)
@@ -246,6 +250,9 @@ def _setup(cfg: TrainConfig, console: Console) -> _Run:
     # -- data: records, the sampler of optimiser-step batches ---------------------------
     if main and ensure_dataset(cfg.data):
         say(f"generated a synthetic dataset at {Path(cfg.data.records).parent}")
+    if main and cfg.resume:  # what killed saves and prunes left, before any rank looks
+        for line in ckpt_io.clean_run_dir(run_dir):
+            say(f"{run_dir}: {line}")
     accelerator.wait_for_everyone()
     procs, accum, per_device = accelerator.num_processes, o.grad_accum, o.batch_size
     data = load_training_data(cfg.data, per_device * accum * procs, cfg.seed)
@@ -256,7 +263,7 @@ def _setup(cfg: TrainConfig, console: Console) -> _Run:
     total = total_steps(len(data.sampler), o.epochs, o.max_steps)
     stop = min(total, cfg.stop_after) if cfg.stop_after else total
 
-    resumed_from, state = _resume_point(cfg)
+    resumed_from, state = _resume_point(cfg, say)
 
     # -- model, optimiser -----------------------------------------------------------------
     device_map = {"": accelerator.local_process_index} if torch.cuda.is_available() else "cpu"
@@ -337,17 +344,20 @@ def _setup(cfg: TrainConfig, console: Console) -> _Run:
     return run
 
 
-def _resume_point(cfg: TrainConfig) -> tuple[Path | None, dict[str, Any] | None]:
+def _resume_point(
+    cfg: TrainConfig, say: Callable[[str], None]
+) -> tuple[Path | None, dict[str, Any] | None]:
     """The checkpoint to resume from and its state, after checking that it was written
-    with this config (a fresh run among an old run's checkpoints is refused too).
+    with this config (a fresh run among an old run's checkpoints is refused too). A
+    damaged newest checkpoint is skipped for the one before it, and ``say`` tells which
+    file was damaged.
 
     Raises:
-        EarthVLMError: A config change that cannot be resumed, or ``resume=false`` over an
-            earlier run's checkpoints.
+        EarthVLMError: A config change that cannot be resumed, ``resume=false`` over an
+            earlier run's checkpoints, or no checkpoint that can be resumed from.
     """
     run_dir = cfg.run_dir
-    resumed_from = ckpt_io.latest_checkpoint(run_dir) if cfg.resume else None
-    state = ckpt_io.load_state(resumed_from) if resumed_from else None
+    resumed_from, state = ckpt_io.resume_point(run_dir, say) if cfg.resume else (None, None)
     if state is not None:
         changes = _config_changes(_with_defaults(state["config"]), cfg.to_dict())
         if changes:
@@ -355,7 +365,7 @@ def _resume_point(cfg: TrainConfig) -> tuple[Path | None, dict[str, Any] | None]
                 f"{resumed_from} was written with a different config ({'; '.join(changes)}); "
                 "restore it, start a new run name, or set resume=false"
             )
-    elif not cfg.resume and ckpt_io.latest_checkpoint(run_dir):
+    elif not cfg.resume and ckpt_io.complete_checkpoints(run_dir):
         # a fresh run among an old run's checkpoints would later resume from the wrong one
         raise EarthVLMError(
             f"resume=false but {run_dir} holds checkpoints of an earlier run; choose another "

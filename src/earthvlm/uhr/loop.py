@@ -45,6 +45,7 @@ from earthvlm.data.resolution import Resolution
 from earthvlm.io import atomic_path
 from earthvlm.models.backbone import Backbone
 from earthvlm.models.earthvlm import EarthVLM
+from earthvlm.models.tokenizer import decode_text
 from earthvlm.scale.gsd import GSD
 from earthvlm.uhr.chain import ZOOM_INSTRUCTION, extract_answer, tool_system_prompt, user_text
 from earthvlm.uhr.reader import ReaderConfig, UHRReader
@@ -431,7 +432,7 @@ class _Loop:
             decisions = tuple(
                 (str(d.gsd), str(d.branch.value)) for d in scale.last.decisions if d is not None
             )
-        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        text = decode_text(self.tokenizer, ids)  # \xNN, not U+FFFD, for stray bytes
         for token in self.special:  # a random model can spell a control token in pieces
             text = text.replace(token, "")
         return text, len(ids), decisions

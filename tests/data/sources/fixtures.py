@@ -102,7 +102,7 @@ def write_dota(root: Path) -> Path:
     * P0003: headers only (the empty case: "There is none."), ``gsd:null``, GoogleEarth.
     * P0004: an object line without the difficult flag (read as 0), then a line with
       three coordinates (bad_object_line, line 4).
-    * P0005: a degenerate quad (all vertices equal).
+    * P0005: a plane, then a degenerate quad (all vertices equal: dropped, image kept).
     * P0006: ``gsd:abc`` (bad_gsd_header).
     * P0007: a label file without its image (missing_image).
     * P0008: an image without a label file (skipped: no_label_file).
@@ -134,7 +134,7 @@ def write_dota(root: Path) -> Path:
         labels / "P0004.txt",
         "imagesource:GoogleEarth\ngsd:null\n1 1 10 1 10 10 1 10 plane\n1 2 3 plane 0\n",
     )
-    _text(labels / "P0005.txt", "5 5 5 5 5 5 5 5 ship 0\n")
+    _text(labels / "P0005.txt", "1 1 10 1 10 10 1 10 plane 0\n5 5 5 5 5 5 5 5 ship 0\n")
     _text(labels / "P0006.txt", "imagesource:GoogleEarth\ngsd:abc\n1 1 10 1 10 10 1 10 plane 0\n")
     _text(labels / "P0007.txt", "1 1 10 1 10 10 1 10 plane 0\n")
     _text(labels / "P0009.txt", "2 2 20 2 20 20 2 20 airport 0\n")

@@ -21,14 +21,13 @@ def _read(root: Path, **options: object) -> tuple[DOTA, dict[str, Record]]:
 
 def test_ledger_counts_every_file(dota_root: Path) -> None:
     reader, recs = _read(dota_root)
-    assert sorted(recs) == ["dota-P0001", "dota-P0002", "dota-P0003"]
+    assert sorted(recs) == ["dota-P0001", "dota-P0002", "dota-P0003", "dota-P0005"]
     ledger = reader.ledger
-    assert (ledger.read, ledger.ok) == (10, 3)
+    assert (ledger.read, ledger.ok) == (10, 4)
     assert dict(ledger.skipped) == {"no_label_file": 1, "not_a_label_file": 1}
     assert dict(ledger.failed) == {
         "bad_gsd_header": 1,
         "bad_object_line": 1,
-        "box_degenerate": 1,
         "missing_image": 1,
         "unknown_class": 1,
     }
@@ -97,11 +96,20 @@ def test_quarantine_names_file_row_reason_and_fix(dota_root: Path) -> None:
     assert "line 4" in bad_line.fix
     header = by_file["labelTxt/P0006.txt"]
     assert (header.row, header.reason, header.raw) == (2, "bad_gsd_header", "gsd:abc")
-    assert by_file["labelTxt/P0005.txt"].reason == "box_degenerate"
+    assert "labelTxt/P0005.txt" not in by_file  # a bad box is dropped, not the image
     assert by_file["labelTxt/P0007.txt"].reason == "missing_image"
     assert "images/P0007.png" in by_file["labelTxt/P0007.txt"].fix
     unknown = by_file["labelTxt/P0009.txt"]
     assert unknown.reason == "unknown_class" and "version=2.0" in unknown.fix
+
+
+def test_a_bad_box_is_dropped_and_counted_and_the_image_kept(dota_root: Path) -> None:
+    _, recs = _read(dota_root)
+    rec = recs["dota-P0005"]
+    assert [b.label for b in rec.boxes] == ["plane"]  # the other objects stay
+    assert rec.messages[1].content == "1,1,10,1,10,10,1,10 plane"
+    assert rec.meta["boxes_dropped"] == {"box_degenerate": 1}
+    assert rec.meta["dropped_lines"] == [2] and rec.meta["n_objects"] == 1
 
 
 def test_version_two_reads_airports(dota_root: Path) -> None:

@@ -86,6 +86,11 @@ def test_a_gsd_blind_scorer_gives_a_flat_curve_at_chance() -> None:
     curve = spoof_curve(blind_scorer, samples(), PAPER_SPOOF_GSDS_M, n_boot=500, seed=3)
     assert np.ptp(curve.accuracy) == 0.0
     assert np.all(curve.ci_low <= curve.chance) and np.all(curve.chance <= curve.ci_high)
+    # a flat curve has no peak, and its report says so
+    assert curve.is_flat and curve.peak is None
+    assert "Flat: accuracy" in curve.to_markdown() and "Peak" not in curve.to_markdown()
+    bell = spoof_curve(bell_scorer, samples(), PAPER_SPOOF_GSDS_M, n_boot=50, seed=3)
+    assert bell.peak is not None and "Peak" in bell.to_markdown()
 
 
 def test_flip_share_counts_answers_that_move_to_the_other_pair_member() -> None:

@@ -12,6 +12,7 @@ from earthvlm.eval.diagnostics.stats import (
     chi2_sf,
     cochran_q,
     correct_matrix,
+    fmt_p,
     mcnemar_exact,
     point_index,
     spoof_tests,
@@ -116,3 +117,16 @@ def test_spoof_tests_on_a_scale_blind_and_a_scale_aware_scorer() -> None:
     assert t["true vs 10x below (McNemar)"].n == 10
     with pytest.raises(ValueError, match="no point"):
         point_index(sharp, 0.5)
+
+
+def test_p_values_print_as_bounds_never_as_zero() -> None:
+    assert fmt_p(0.0) == "< 1e-300" and fmt_p(0.0, eq=True) == "< 1e-300"
+    assert fmt_p(chi2_sf(1763.0, 12)) == "< 1e-300"  # underflows a double
+    assert fmt_p(0.0312, eq=True) == "= 0.0312" and fmt_p(4.1e-7) == "4.1e-07"
+    assert fmt_p(float("nan")) == "-"
+
+
+def test_mcnemar_on_thousands_of_discordant_samples_does_not_overflow() -> None:
+    a = np.ones(3000, dtype=bool)
+    res = mcnemar_exact(a, ~a)
+    assert res.n == 3000 and 0.0 <= res.p_value < 1e-300

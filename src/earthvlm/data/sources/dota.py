@@ -23,10 +23,15 @@ GSD: the ``gsd:`` header (:func:`~earthvlm.scale.sensors.parse_dota_header`; oft
 ``gsd:null``), else the ``imagesource:`` when it names a satellite in the sensor table
 (DOTA v2's GF-2 and JL-1 scenes), else the dataset-level options, else unknown.
 
-Why a bad object line quarantines the whole file: a target missing an object teaches
-the model that the object is not there. Repairable boxes are repaired instead (vertex
-order, corners slightly outside the image: clipped) and the repairs are counted in the
-record's ``meta["box_repairs"]``.
+Boxes: repairable ones are repaired (vertex order, corners slightly outside the image:
+clipped) and the repairs counted in ``meta["box_repairs"]``. A box that cannot be an
+object (no area, nothing left inside the image) is dropped and the image kept: DOTA's
+own labels hold such boxes, and one should not cost the image and its other objects.
+Each dropped box is counted by reason in ``meta["boxes_dropped"]`` (with its lines in
+``meta["dropped_lines"]``), which ``earthvlm data convert`` sums. A malformed line (wrong
+field count, coordinates that are not numbers, an unknown class) still quarantines the
+file: that is a broken file, and a target that silently misses an object teaches the
+model that the object is not there.
 """
 
 from __future__ import annotations
@@ -172,17 +177,14 @@ class DOTA(SourceReader):
         difficult: list[int] = []
         omitted = 0
         repairs: Counter[str] = Counter()
+        dropped: Counter[str] = Counter()
+        dropped_lines: list[int] = []
         for obj in objects:
             fixed = normalise_box(obj.coords, "quad", width=image.width, height=image.height)
-            if fixed.values is None:
-                raise RowError(
-                    fixed.problem or "bad_box",
-                    f"line {obj.line}: {obj.label} quad {list(obj.coords)} in a "
-                    f"{image.width} x {image.height} image",
-                    f"correct or delete line {obj.line} of {rel_label}",
-                    row=obj.line,
-                    raw=obj.text,
-                )
+            if fixed.values is None:  # no object to learn: drop the box, keep the image
+                dropped[fixed.problem or "bad_box"] += 1
+                dropped_lines.append(obj.line)
+                continue
             repairs.update(fixed.repairs)
             if obj.difficult and not self.include_difficult:
                 omitted += 1
@@ -204,6 +206,9 @@ class DOTA(SourceReader):
             meta["difficult_omitted"] = omitted
         if repairs:
             meta["box_repairs"] = dict(sorted(repairs.items()))
+        if dropped:
+            meta["boxes_dropped"] = dict(sorted(dropped.items()))
+            meta["dropped_lines"] = dropped_lines
         prompt = detection_prompt(self.fmt, self.style, classes if self.list_classes else None)
         answer = serialise_detections(targets, fmt=self.fmt, style=self.style)
         return self._one_turn(stem, image, prompt, answer, boxes=boxes, meta=meta)

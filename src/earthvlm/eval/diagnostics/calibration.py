@@ -12,7 +12,7 @@ All quantities are in log10-GSD units: the error is ``|mu - log10 g|`` and
   bin;
 * the resolver (Eq. 5, :func:`earthvlm.scale.inference.decide_gsd`): how often each
   branch fires (metadata / estimate / neutral), and the error of the GSD it resolves;
-* sigma for scenes with and without scale cues (synthetic records carry
+* sigma for images (scenes or chips) with and without scale cues (synthetic records carry
   ``meta.has_scale_cues``; a homogeneous scene should come out less certain).
 
 Samples without a true GSD (``NaN`` in ``true_log10``) count for the resolver and the
@@ -166,7 +166,7 @@ class CalibrationStats:
                 "Sigma with and without scale cues:",
                 "",
                 markdown_table(
-                    ["scenes", "n", "mean sigma", "median sigma", "mean abs err", "share estimate"],
+                    ["images", "n", "mean sigma", "median sigma", "mean abs err", "share estimate"],
                     [
                         [
                             k,
@@ -370,10 +370,10 @@ def plot_calibration(
                     label=f"{name} (n={int(m.sum())}, mean {stats.sigma[m].mean():.3f})",
                 )
     else:
-        ax_sig.hist(stats.sigma, bins=edges, alpha=0.6, color="C0", label="all scenes")
+        ax_sig.hist(stats.sigma, bins=edges, alpha=0.6, color="C0", label="all images")
     ax_sig.axvline(stats.sigma_tau, color="C3", lw=1, ls="-.", label="sigma_tau")
     ax_sig.set_xlabel("predicted sigma (log10 GSD)")
-    ax_sig.set_ylabel("scenes")
+    ax_sig.set_ylabel("images (scenes or chips)")
     ax_sig.set_title("sigma by scale cues")
     ax_sig.legend(fontsize=7)
 

@@ -250,7 +250,7 @@ def plot_gate_curves(
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("GSD (m), s = log10 GSD")
     ax.set_ylabel("gate h_k(s), group mean")
-    ax.set_title(f"{title}\nband: min-max over {len(curves.layer_names)} layers", pad=14)
+    ax.set_title(f"{title}\nband: min-max over {len(curves.layer_names)} layers")
     ax.grid(True, alpha=0.3)
     ax.legend(loc="lower left", fontsize=8, framealpha=0.85)
     return save_figure(fig, path)

@@ -168,29 +168,26 @@ def mark_gsd_axis(
     relative_to_m: float | None = None,
     annotate: bool = True,
     legend: bool = True,
-) -> None:
-    """Dashed tier boundaries on a GSD axis, annotated with their values in metres.
+) -> str:
+    """Dashed tier boundaries on a GSD axis.
 
     Args:
         ax: The axes.
         boundaries_m: The boundaries, metres.
         log10: The axis is log10 GSD (else metres, usually on a log scale).
         relative_to_m: The axis is claimed / true GSD for this true GSD (offset sweeps).
-        annotate: Write each value above the axes.
-        legend: Label the first line "tier boundary".
+        annotate: Name the values (in metres) in the label.
+        legend: Label the first line for the legend.
+
+    Returns:
+        The label (e.g. ``tier boundaries 0.2, 1, 5 m``), for a caption where the axes
+        have no legend. (Values written above the axes collided with their titles.)
     """
+    label = "tier boundaries" + (
+        f" {', '.join(f'{b:g}' for b in boundaries_m)} m" if annotate else ""
+    )
     for j, b in enumerate(boundaries_m):
         x = b / relative_to_m if relative_to_m else b
         x = math.log10(x) if log10 else x
-        label = "tier boundary" if legend and j == 0 else None
-        ax.axvline(x, color="0.55", ls="--", lw=0.9, label=label)
-        if annotate:
-            ax.annotate(
-                f"{b:g} m",
-                (x, 1.01),
-                xycoords=("data", "axes fraction"),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-                color="0.4",
-            )
+        ax.axvline(x, color="0.55", ls="--", lw=0.9, label=label if legend and j == 0 else None)
+    return label

@@ -207,10 +207,33 @@ class SpoofCurve:
         return self.out_of_range_share > 0
 
     @property
-    def peak(self) -> tuple[float, float]:
-        """(x, accuracy) at the best point of the sweep (the first, on ties)."""
+    def is_flat(self) -> bool:
+        """True when the accuracy is the same at every point of the sweep (no peak)."""
+        return bool(np.ptp(self.accuracy) == 0)
+
+    @property
+    def peak(self) -> tuple[float, float] | None:
+        """(x, accuracy) at the best point of the sweep (the first, on ties); ``None``
+        for a flat curve, which has no peak."""
+        if self.is_flat:
+            return None
         i = int(np.argmax(self.accuracy))
         return float(self.x[i]), float(self.accuracy[i])
+
+    def _peak_text(self) -> str:
+        if self.peak is None:
+            return f"Flat: accuracy {self.accuracy[0]:.3f} at every claimed GSD (no peak). "
+        from earthvlm.eval.diagnostics.stats import cochran_q, correct_matrix, fmt_p
+
+        px, pacc = self.peak
+        where = f"{'GSD' if self.mode == 'absolute' else 'delta'} {px:.3g}"
+        q = cochran_q(correct_matrix(self))
+        if q.p_value >= 0.05:
+            return (
+                f"Highest {pacc:.3f} at {where}, but the answers do not differ significantly "
+                f"across the sweep (Cochran's Q p {fmt_p(q.p_value, eq=True)}). "
+            )
+        return f"Peak {pacc:.3f} at {where}. "
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -264,7 +287,6 @@ class SpoofCurve:
             )
         g = self.true_gsd_m
         true = f"{g.min():.3g} m" if g.min() == g.max() else f"{g.min():.3g}-{g.max():.3g} m"
-        px, pacc = self.peak
         lines = [
             f"N = {self.n} ({len(self.classes)} classes x {self.n_per_class}; chance "
             f"{self.chance:.3f}), true GSD {true}, train range "
@@ -274,8 +296,8 @@ class SpoofCurve:
                 else "not given"
             )
             + f", bootstrap {self.n_boot} resamples (seed {self.seed}). "
-            f"Peak {pacc:.3f} at {'GSD' if self.mode == 'absolute' else 'delta'} {px:.3g}. "
-            f"Flip share over {self.n_flip_eligible} pair-member sample(s).",
+            + self._peak_text()
+            + f"Flip share over {self.n_flip_eligible} pair-member sample(s).",
             "",
             markdown_table([head, "accuracy", pct, f"flip share ({pct})", "train range"], rows),
         ]
@@ -467,6 +489,9 @@ def plot_spoof_curves(
     chances = {round(c.chance, 6) for c in curves.values()}
     for k, ch in enumerate(sorted(chances)):
         ax.axhline(ch, color="0.4", ls=":", lw=1.0, label="chance" if k == 0 else None)
+    # one patch for every variant's band (each is drawn in its variant's colour)
+    band = f"{round(100 * first.level)} % CI (in each variant's colour)"
+    ax.fill_between([], [], [], color="C0", alpha=0.18, lw=0, label=band)
     if any(c.out_of_range.any() for c in curves.values()):
         ax.plot([], [], "o", mfc="white", mec="0.3", ms=5, label="claimed GSD outside train range")
 
@@ -482,11 +507,10 @@ def plot_spoof_curves(
             a.axvline(1.0, color="black", lw=1.4, label="true GSD" if top else None)
         elif single:
             a.axvline(true_gsd_m, color="black", lw=1.4, label="true GSD" if top else None)
-        else:
+        else:  # edges and a hatch: it must not read as the grey "outside train range"
             lo, hi = true_gsd_m  # type: ignore[misc]
-            a.axvspan(
-                lo, hi, color="black", alpha=0.1, lw=0, label="true GSD range" if top else None
-            )
+            label = "true GSD range" if top else None
+            a.axvspan(lo, hi, facecolor="none", edgecolor="0.45", hatch="/", lw=0.6, label=label)
         if mode == "absolute" or relative:
             mark_gsd_axis(a, tier_boundaries_m, relative_to_m=relative, annotate=top, legend=top)
         rng = first.train_range_m if mode == "absolute" else None
@@ -498,7 +522,7 @@ def plot_spoof_curves(
         a.grid(True, which="major", alpha=0.3)
     ax.set_ylim(-0.02, 1.02)
     ax.set_ylabel(f"accuracy ({round(100 * first.level)} % CI)")
-    ax.set_title(title, pad=16)
+    ax.set_title(title)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     xlabel = "claimed GSD (m)" if mode == "absolute" else "claimed / true GSD (10^delta)"
     if axf is not None:

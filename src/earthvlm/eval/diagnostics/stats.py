@@ -136,8 +136,25 @@ def mcnemar_exact(a: np.ndarray, b: np.ndarray) -> TestResult:
     if n == 0:
         return TestResult("mcnemar_exact", 0.0, 0, 1.0, 0)
     k = min(n01, n10)
-    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    # exact integers: 2.0**n overflows a float past n = 1023 discordant samples
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2**n
     return TestResult("mcnemar_exact", float(n01), 0, min(1.0, 2.0 * tail), n)
+
+
+#: Below this a p-value is printed as a bound: a double cannot tell it from 0.
+P_FLOOR = 1e-300
+
+
+def fmt_p(p: float, *, digits: int = 3, eq: bool = False) -> str:
+    """A p-value for people: ``0.0312``, ``4.1e-07``, or ``< 1e-300`` where it is below
+    what a double holds (never ``0``). ``eq``: with its relation (``= 0.03``,
+    ``< 1e-300``), for "p {fmt_p(p, eq=True)}"."""
+    if p != p:  # NaN
+        return "-"
+    if p < P_FLOOR:
+        return f"< {P_FLOOR:.0e}"
+    text = f"{p:.{digits}g}"
+    return f"= {text}" if eq else text
 
 
 def correct_matrix(curve: SpoofCurve) -> np.ndarray:
@@ -165,10 +182,12 @@ def spoof_tests(curve: SpoofCurve) -> dict[str, TestResult]:
 
 
 __all__ = [
+    "P_FLOOR",
     "TestResult",
     "chi2_sf",
     "cochran_q",
     "correct_matrix",
+    "fmt_p",
     "mcnemar_exact",
     "point_index",
     "spoof_tests",

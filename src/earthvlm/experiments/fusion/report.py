@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from earthvlm.eval.diagnostics.report import markdown_table, new_figure, save_figure
-from earthvlm.eval.diagnostics.stats import mcnemar_exact
+from earthvlm.eval.diagnostics.stats import fmt_p, mcnemar_exact
 from earthvlm.eval.metrics.segmentation import mask_iou
 from earthvlm.experiments.fusion.evaluate import SPLITS, SettingScores
 from earthvlm.experiments.fusion.results import FusionExpResult
@@ -112,7 +112,7 @@ def _sign_claim(claim: str, t: dict[str, Any], compared: str, empty: str) -> dic
         "claim": claim,
         "holds": _verdict(t["diff"], t["p_value"]),
         "measured": f"{compared} on {t['n']} items ({t['better']} better, {t['worse']} "
-        f"worse; sign test p={t['p_value']:.3g})",
+        f"worse; sign test p {fmt_p(t['p_value'], eq=True)})",
     }
 
 
@@ -127,7 +127,8 @@ def check_claims(res: FusionExpResult) -> list[dict[str, Any]]:
             "claim": f"{method}: fusing SAR answers cloud-hidden MCQs better than optical alone",
             "holds": _verdict(t["diff"], t["p_value"]),
             "measured": f"fused {_pct(t['a'])}% vs optical {_pct(t['b'])}% on {t['n']} items "
-                        f"(McNemar p={t['p_value']:.3g})" if t["n"] else "no cloud-hidden MCQ",
+                        f"(McNemar p {fmt_p(t['p_value'], eq=True)})"
+                        if t["n"] else "no cloud-hidden MCQ",
         })  # fmt: skip
         s = paired_iou(fused, optical, "cloud_hidden")
         claims.append(_sign_claim(
@@ -153,7 +154,7 @@ def check_claims(res: FusionExpResult) -> list[dict[str, Any]]:
                 "claim": f"{method}: reads the images (fused MCQ above a no-image baseline)",
                 "holds": _verdict(t["diff"], t["p_value"]),
                 "measured": f"{_pct(t['a'])}% vs {name} {_pct(t['b'])}% on {t['n']} items "
-                            f"(McNemar p={t['p_value']:.3g})",
+                            f"(McNemar p {fmt_p(t['p_value'], eq=True)})",
             })  # fmt: skip
     if "hca" in m:
         hca = m["hca"].scores["fused"]
@@ -163,7 +164,7 @@ def check_claims(res: FusionExpResult) -> list[dict[str, Any]]:
                 "claim": f"HCA beats {base} on fused MCQ (Table 4)",
                 "holds": _verdict(t["diff"], t["p_value"]),
                 "measured": f"{_pct(t['a'])}% vs {_pct(t['b'])}% on {t['n']} items "
-                            f"(McNemar p={t['p_value']:.3g})",
+                            f"(McNemar p {fmt_p(t['p_value'], eq=True)})",
             })  # fmt: skip
             s = paired_iou(hca, m[base].scores["fused"], "all")
             claims.append(_sign_claim(

@@ -43,7 +43,13 @@ from earthvlm.eval.diagnostics.report import (
     save_figure,
 )
 from earthvlm.eval.diagnostics.spoof import SpoofCurve
-from earthvlm.eval.diagnostics.stats import cochran_q, correct_matrix, point_index, spoof_tests
+from earthvlm.eval.diagnostics.stats import (
+    cochran_q,
+    correct_matrix,
+    fmt_p,
+    point_index,
+    spoof_tests,
+)
 from earthvlm.experiments.micro.results import PAIRS, ExperimentResult, ModelResult
 from earthvlm.io import atomic_write_text
 from earthvlm.provenance import git_commit
@@ -107,12 +113,20 @@ def check_claims(res: ExperimentResult) -> list[dict[str, Any]]:
         )
     cs = m.get("cshlora")
     if cs is not None and cs.offset is not None:
-        px, pacc = cs.offset.peak
-        add(
-            f"CS-HLoRA's spoof curve peaks within ~{PEAK_FACTOR:g}x of the true GSD",
-            abs(px) <= math.log10(PEAK_FACTOR) + 1e-9,
-            f"peak at claimed/true = {10**px:.2f} (accuracy {pacc:.3f})",
-        )
+        peak = cs.offset.peak
+        if peak is None:
+            add(
+                f"CS-HLoRA's spoof curve peaks within ~{PEAK_FACTOR:g}x of the true GSD",
+                False,
+                f"flat: accuracy {cs.offset.accuracy[0]:.3f} at every claimed GSD (no peak)",
+            )
+        else:
+            px, pacc = peak
+            add(
+                f"CS-HLoRA's spoof curve peaks within ~{PEAK_FACTOR:g}x of the true GSD",
+                abs(px) <= math.log10(PEAK_FACTOR) + 1e-9,
+                f"peak at claimed/true = {10**px:.2f} (accuracy {pacc:.3f})",
+            )
         c = cs.offset
         z = c.accuracy[point_index(c, 0.0)]
         drops = {
@@ -129,7 +143,7 @@ def check_claims(res: ExperimentResult) -> list[dict[str, Any]]:
         add(
             "CS-HLoRA's answers vary with the claimed GSD (Cochran's Q, p < 0.001)",
             q.p_value < 1e-3,
-            f"Q = {q.statistic:.1f}, dof {q.dof}, p = {q.p_value:.2g}",
+            f"Q = {q.statistic:.1f}, dof {q.dof}, p {fmt_p(q.p_value, digits=2, eq=True)}",
         )
         sh = cs.accuracy["shuffled"].get("ambiguous", math.nan)
         add(
@@ -145,7 +159,8 @@ def check_claims(res: ExperimentResult) -> list[dict[str, Any]]:
         add(
             "B2 (plain LoRA) stays flat: no evidence its answers depend on the GSD (p >= 0.05)",
             q.p_value >= 0.05,
-            f"Q = {q.statistic:.1f}, p = {q.p_value:.2g}; accuracy range {spread * 100:.1f} points",
+            f"Q = {q.statistic:.1f}, p {fmt_p(q.p_value, digits=2, eq=True)}; "
+            f"accuracy range {spread * 100:.1f} points",
         )
     b4 = m.get("b4")
     if b4 is not None and b4.absolute is not None:
@@ -162,7 +177,7 @@ def check_claims(res: ExperimentResult) -> list[dict[str, Any]]:
         add(
             "B3 (GSD as text) elicits little scale use (paper: nearly flat)",
             q.p_value >= 0.05,
-            f"Q = {q.statistic:.1f}, p = {q.p_value:.2g}; ambiguous accuracy "
+            f"Q = {q.statistic:.1f}, p {fmt_p(q.p_value, digits=2, eq=True)}; ambiguous accuracy "
             f"{b3.accuracy['true'].get('ambiguous', math.nan):.3f} true / "
             f"{b3.accuracy['shuffled'].get('ambiguous', math.nan):.3f} shuffled",
         )
@@ -216,20 +231,26 @@ def plot_pair_decisions(
     """Share answered as the larger pair member over the claimed GSD, per variant."""
     fig = new_figure((11.0, 4.2))
     axes = fig.subplots(1, len(PAIRS), sharey=True)
+    tiers = ""
     for ax, pair in zip(np.atleast_1d(axes), PAIRS, strict=True):
         name = f"{pair[0]} / {pair[1]}"
         for i, (label, c) in enumerate(curves.items()):
             ax.plot(c.x, larger_member_share(c)[name], marker="o", ms=3, color=f"C{i}", label=label)
-        mark_gsd_axis(ax, TIER_BOUNDARIES_M, legend=False)
+        tiers = mark_gsd_axis(ax, TIER_BOUNDARIES_M, legend=False)
         for e in edges:
             ax.axvline(e, color="C3", ls=":", lw=1.0)
         ax.set_xscale("log")
         ax.set_xlabel("claimed GSD (m)")
-        ax.set_title(name, fontsize=10, pad=16)
+        ax.set_title(name, fontsize=10)
         ax.set_ylim(-0.02, 1.02)
     np.atleast_1d(axes)[0].set_ylabel("share answered as the larger member")
     np.atleast_1d(axes)[-1].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"Pair decisions over the claimed GSD (dotted: B4 bucket edges {list(edges)} m)")
+    edge_text = ", ".join(f"{e:g}" for e in edges)
+    fig.suptitle(
+        f"Pair decisions over the claimed GSD (dashed: {tiers}; dotted: B4 bucket edges "
+        f"{edge_text} m)",
+        fontsize=10,
+    )
     return save_figure(fig, path)
 
 
@@ -239,7 +260,7 @@ def _tests_table(res: ExperimentResult) -> str:
         if r.offset is None:
             continue
         for name, t in spoof_tests(r.offset).items():
-            rows.append([r.label, name, f"{t.statistic:.1f}", t.dof or "", f"{t.p_value:.3g}", t.n])
+            rows.append([r.label, name, f"{t.statistic:.1f}", t.dof or "", fmt_p(t.p_value), t.n])
     return (
         "Paired tests on the offset sweep (the same questions at every claimed GSD). "
         "Cochran's Q: H0 = accuracy does not depend on the claimed GSD; McNemar (exact): "

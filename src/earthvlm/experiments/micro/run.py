@@ -9,11 +9,16 @@ Folder layout of a run (``out``)::
 
 A rerun with the same settings reuses finished data and training runs (each is
 complete or absent: the dataset manifest and the checkpoint marker are written last),
-so an interrupted run resumes where it stopped.
+and a training run stopped part-way resumes from its last checkpoint (every
+``save_every`` steps; the SFT loop resumes exactly), so an interrupted run goes on where
+it stopped. Each training run shows its progress (a bar on a terminal, a line every
+tenth of the run elsewhere), and after the first steps the run says how long the whole
+experiment has left (:class:`TimeLeft`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
@@ -34,11 +39,14 @@ from earthvlm.experiments.micro.config import VARIANTS, MicroConfig
 from earthvlm.experiments.micro.report import write_experiment_report
 from earthvlm.experiments.micro.results import CLASSES, PAIRS, ExperimentResult, ModelResult
 from earthvlm.models.earthvlm import EarthVLM
+from earthvlm.models.saved import complete_checkpoints
 from earthvlm.scale.gsd import GSD
 from earthvlm.synth.dataset import SynthConfig, generate_dataset
 from earthvlm.train.checkpoint import COMPLETE_FILE
-from earthvlm.train.config import config_from_dict, dump_config
-from earthvlm.train.sft import train
+from earthvlm.train.config import config_from_dict, load_config
+from earthvlm.train.progress import format_seconds
+from earthvlm.train.sft import RESUMABLE_CHANGES, train
+from earthvlm.train.threads import CpuThreads
 
 Log = Callable[[str], None]
 
@@ -74,6 +82,7 @@ def make_data(mc: MicroConfig, out: Path, log: Log) -> tuple[Path, Path]:
                     chip_size_px=mc.chip_size_px,
                     chip_style="plain",
                     seed=seed,
+                    split=split,
                 ),
             )
         dirs.append(d)
@@ -103,9 +112,9 @@ def stage1_recipe(mc: MicroConfig, out: Path, train_dir: Path) -> dict[str, Any]
             "grad_accum": 1,
             "max_steps": mc.stage1_steps,
         },
-        "save_every": 0,
+        "save_every": mc.save_every,
         "keep_last": 1,
-        "progress": False,
+        "progress": True,
     }
 
 
@@ -135,41 +144,153 @@ def stage2_recipe(mc: MicroConfig, out: Path, train_dir: Path, key: str) -> dict
             "grad_accum": 1,
             "max_steps": mc.stage2_steps,
         },
-        "save_every": 0,
+        "save_every": mc.save_every,
         "keep_last": 1,
-        "progress": False,
+        "progress": True,
     }
     for section, values in VARIANTS[key].fields.items():
         base[section] = {**base[section], **values}
     return base
 
 
-def train_once(recipe: dict[str, Any], log: Log) -> float:
-    """Train a recipe unless its run folder already finished with the same config.
+#: Top-level run fields a finished run may differ in and still be reused (how it was
+#: shown and checkpointed, not what it trained).
+_REUSABLE = tuple(k for k in sorted(RESUMABLE_CHANGES) if "." not in k)
+
+
+def same_run(saved: Path, cfg: Any) -> bool:
+    """Whether the run folder's ``config.yaml`` describes the run ``cfg`` describes
+    (fields that only change how it is shown or checkpointed aside)."""
+    try:
+        old = load_config(saved)
+    except EarthVLMError:
+        return False
+    return dataclasses.replace(old, **{k: getattr(cfg, k) for k in _REUSABLE}) == cfg
+
+
+def train_once(
+    recipe: dict[str, Any],
+    log: Log,
+    *,
+    on_step: Callable[[dict[str, Any]], None] | None = None,
+) -> float:
+    """Train a recipe unless its run folder already finished with the same config; a run
+    stopped part-way resumes from its newest checkpoint (and says so).
 
     Returns:
         Seconds spent training (0 when reused).
 
     Raises:
-        EarthVLMError: If the folder holds a finished run with another config.
+        EarthVLMError: If the folder holds a finished run with another config (a
+            checkpoint of another config is refused by the loop, naming the change).
     """
     cfg = config_from_dict(recipe)
     run = Path(cfg.output_dir) / cfg.name
     if (run / "final" / COMPLETE_FILE).is_file():
-        saved = (run / "config.yaml").read_text(encoding="utf-8")
-        if saved != dump_config(cfg):
+        if not same_run(run / "config.yaml", cfg):
             raise EarthVLMError(
                 f"{run} finished with another config; give another output folder or delete it"
             )
         log(f"{cfg.name}: reusing the finished run")
         return 0.0
     steps = cfg.optim.max_steps
-    log(f"{cfg.name}: training {steps} steps")
+    done = complete_checkpoints(run)
+    if done:
+        step = int(done[-1].name.rpartition("-")[2])
+        log(f"{cfg.name}: resuming at step {step} of {steps} (from {done[-1]})")
+    else:
+        log(f"{cfg.name}: training {steps} steps")
     t0 = time.perf_counter()
-    result = train(cfg)
+    result = train(cfg, on_step=on_step)
     if not result.finished:
         raise EarthVLMError(f"{run}: training stopped at step {result.step}/{steps}")
     return time.perf_counter() - t0
+
+
+class TimeLeft:
+    """The time the whole experiment has left, from the speed measured so far.
+
+    Work is counted in stage-1 step equivalents: a stage-2 step and a chip scored in the
+    evaluation cost fixed multiples of a stage-1 step (:data:`STAGE2_STEP_COST`,
+    :data:`EVAL_COST_PER_ITEM`, measured on the quick preset), and the seconds per
+    equivalent come from the steps timed in this call, so the estimate follows the
+    machine's load.
+    """
+
+    def __init__(self, mc: MicroConfig, log: Log) -> None:
+        self.log = log
+        self.todo: dict[str, float] = {"stage1": float(mc.stage1_steps)}
+        for key in mc.variants:
+            self.todo[key] = mc.stage2_steps * STAGE2_STEP_COST
+        self.todo["evaluation"] = EVAL_COST_PER_ITEM * eval_items(mc)
+        self.done_units = 0.0
+        self.seconds = 0.0
+        self.said = False
+
+    def units_left(self) -> float:
+        return sum(self.todo.values())
+
+    def seconds_left(self) -> float:
+        """NaN until some work was timed."""
+        if self.done_units <= 0:
+            return float("nan")
+        return self.units_left() * self.seconds / self.done_units
+
+    def skip(self, key: str) -> None:
+        """``key``'s work is not needed (reused)."""
+        self.todo.pop(key, None)
+
+    def stepper(self, key: str, steps_total: int) -> Callable[[dict[str, Any]], None]:
+        """An ``on_step`` for training run ``key``: times its steps after the first
+        :data:`WARMUP_STEPS`, and says the time left once :data:`FIRST_STEPS` are timed."""
+        unit = self.todo.get(key, 0.0) / max(1, steps_total)
+        first: dict[str, float] = {}
+
+        def on_step(row: dict[str, Any]) -> None:
+            if not first:
+                first["start"] = row["step"]
+            if "step" not in first:  # the clock starts after a few warm-up steps
+                if row["step"] - first["start"] < WARMUP_STEPS:
+                    return
+                first.update(step=row["step"], seconds=row["seconds"], base=self.seconds)
+                first["units"] = self.done_units
+                return
+            n = row["step"] - first["step"]
+            self.seconds = first["base"] + row["seconds"] - first["seconds"]
+            self.done_units = first["units"] + n * unit
+            self.todo[key] = max(0.0, (steps_total - row["step"]) * unit)
+            if not self.said and n >= FIRST_STEPS:
+                self.said = True
+                self.say("after the first steps")
+
+        return on_step
+
+    def say(self, when: str) -> None:
+        left = self.seconds_left()
+        if left == left:  # not NaN
+            self.log(f"time left for the whole run: about {format_seconds(left)} ({when})")
+
+
+#: Cost of one stage-2 step of any variant in stage-1 steps, and of scoring one chip
+#: under one GSD (every candidate answer): measured on the quick preset (2 cores, 2026-12-08:
+#: stage 1 0.148 s a step, stage 2 0.15-0.16 s, evaluation 4.8 ms a chip).
+STAGE2_STEP_COST = 1.05
+EVAL_COST_PER_ITEM = 0.033
+
+
+def eval_items(mc: MicroConfig) -> int:
+    """Chips scored after training: every model with the true and a shuffled GSD, each
+    variant's spoof sweeps (6 classes x ``spoof_per_class`` per claimed GSD), and the
+    CS-HLoRA diagnostics (about three passes over the held-out chips)."""
+    sweeps = len(mc.deltas) + len(mc.gsd_values_m)
+    n = (1 + len(mc.variants)) * 2 * mc.n_test + len(mc.variants) * 6 * mc.spoof_per_class * sweeps
+    return n + (3 * mc.n_test if "cshlora" in mc.variants else 0)
+
+
+#: Steps of each training run left untimed (start-up: the loader, first allocations).
+WARMUP_STEPS = 5
+#: Timed steps before the first estimate.
+FIRST_STEPS = 30
 
 
 # -- evaluation ---------------------------------------------------------------------------
@@ -257,10 +378,23 @@ def run_experiment(mc: MicroConfig, out: str | Path, *, log: Log = print) -> Exp
     train_dir, test_dir = make_data(mc, out, log)
     timings["data"] = time.perf_counter() - t0
 
-    train_seconds = {"stage1": train_once(stage1_recipe(mc, out, train_dir), log)}
-    for key in mc.variants:
-        train_seconds[key] = train_once(stage2_recipe(mc, out, train_dir, key), log)
+    left = TimeLeft(mc, log)
+    train_seconds: dict[str, float] = {}
+    recipes = {"stage1": stage1_recipe(mc, out, train_dir)}
+    recipes |= {key: stage2_recipe(mc, out, train_dir, key) for key in mc.variants}
+    for key, recipe in recipes.items():
+        if (Path(recipe["output_dir"]) / key / "final" / COMPLETE_FILE).is_file():
+            left.skip(key)
+    threads = CpuThreads(log)
+    for key, recipe in recipes.items():
+        steps = recipe["optim"]["max_steps"]
+        threads.pick()
+        train_seconds[key] = train_once(recipe, log, on_step=left.stepper(key, steps))
+        if train_seconds[key] and key != next(reversed(recipes)):
+            left.say(f"after {key}")
     timings["training"] = sum(train_seconds.values())
+    left.say("training done, evaluation next")
+    threads.pick()
 
     t0 = time.perf_counter()
     records = read_records(test_dir / "records.jsonl", root=test_dir).records
@@ -302,9 +436,12 @@ __all__ = [
     "PAIRS",
     "ExperimentResult",
     "ModelResult",
+    "TimeLeft",
+    "eval_items",
     "evaluate",
     "make_data",
     "run_experiment",
+    "same_run",
     "shuffled_gsds",
     "stage1_recipe",
     "stage2_recipe",
