@@ -253,7 +253,8 @@ class TrainConfig:
     """Stop after this global step with a checkpoint, as a wall-clock-limited job would,
     leaving the schedule as for the whole run; resume continues from there."""
     progress: bool = True
-    """Show a progress bar (main process only)."""
+    """Show the progress (step, loss, steps/s, time left; main process only): a bar on a
+    terminal, else a line every tenth of the run (:mod:`earthvlm.train.progress`)."""
     fusion: FusionTrainConfig | None = None
     """Optical + SAR fusion (EarthMind); ``null``: images pass to the LM unchanged."""
     seg: SegTrainConfig | None = None
